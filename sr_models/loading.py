@@ -1,0 +1,73 @@
+"""``load_model``: one entry point from a name or a path to a ready model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+from .espcn import ESPCN
+from .hat import HAT, load_official
+from .hub import SRModelMixin, architecture_of
+
+ARCHITECTURES: dict[str, type[SRModelMixin]] = {"ESPCN": ESPCN, "HAT": HAT}
+#: Single files that hold official HAT weights (BasicSR .pth, or converted .safetensors).
+OFFICIAL_SUFFIXES = (".pth", ".pt", ".safetensors")
+
+
+def preset_names() -> list[str]:
+    return sorted(name for cls in ARCHITECTURES.values() for name in cls.presets)
+
+
+def load_model(name_or_path: str | os.PathLike, *, scale: int | None = None, revision: str | None = None,
+               **kwargs) -> SRModelMixin:
+    """A model from a preset name, a ``save_pretrained`` folder, a Hub repo id, or an
+    official HAT checkpoint file.
+
+    - preset (``"hat-s"``, ``"espcn"``, …): a fresh, randomly initialised model at ``scale``
+      (default 4); ``kwargs`` override config fields;
+    - folder / repo id (``"user/name"``, optionally at ``revision``): pretrained weights,
+      loaded strictly; offline from the local cache when ``HF_HUB_OFFLINE=1``;
+    - ``.pth`` / ``.safetensors`` file: an official HAT checkpoint, converted.
+
+    Pretrained models are returned in eval mode.
+    """
+    name = str(name_or_path)
+    for cls in ARCHITECTURES.values():
+        if name in cls.presets:
+            return cls.from_preset(name, upscale=scale or 4, **kwargs)
+    path = Path(name)
+    if path.is_file():
+        if path.suffix not in OFFICIAL_SUFFIXES:
+            raise ValueError(f"{path} is a file but not a checkpoint ({', '.join(OFFICIAL_SUFFIXES)})")
+        model = load_official(path, **kwargs)
+    elif path.is_dir():
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{path} has no config.json: not a save_pretrained folder")
+        model = _from_pretrained(config_file, name, revision, kwargs)
+    else:
+        if name.count("/") != 1 or path.suffix in OFFICIAL_SUFFIXES:
+            raise ValueError(
+                f"{name!r} is neither a preset ({', '.join(preset_names())}), an existing folder or "
+                "checkpoint file, nor a Hub repo id of the form 'user/name'"
+            )
+        try:
+            config_file = Path(hf_hub_download(name, "config.json", revision=revision))
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+            raise OSError(f"cannot fetch {name!r} from the Hub (nor find it in the local cache): {err}") from err
+        model = _from_pretrained(config_file, name, revision, kwargs)
+    if scale is not None and model.scale != scale:
+        raise ValueError(f"{name} is a x{model.scale} model, but scale={scale} was asked for")
+    return model
+
+
+def _from_pretrained(config_file: Path, name: str, revision: str | None, kwargs: dict) -> SRModelMixin:
+    config = json.loads(config_file.read_text())
+    arch = architecture_of(config, name)
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"{name}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch].from_pretrained(name, revision=revision, **kwargs)
