@@ -1,0 +1,151 @@
+"""The evaluation protocol applied to a folder of HR images and a set of models.
+
+One place that turns HR images into (LR, bicubic, model outputs, scores), shared by
+the CLI's ``evaluate``, the comparison benchmark and the app's benchmark mode.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from torch import nn
+
+from .metrics import bicubic_upscale, crop_to_multiple, degrade, psnr, ssim
+from .pipeline import load_image, upscale
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+BICUBIC = "bicubic"
+PROTOCOL = ("LR = PIL bicubic downscale of HR (cropped to a multiple of the scale); "
+            "PSNR / SSIM on Y (BT.601) of uint8 images, border of `scale` pixels cropped, "
+            "SSIM with an 11x11 Gaussian window (sigma 1.5) on the valid region; mean over images")
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted for a stable order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def prepare_hr(image: Image.Image, scale: int, hr_size: int | None = None) -> Image.Image:
+    """HR as the protocol uses it: RGB, optionally centre-cropped to a square and resized
+    (PIL bicubic, antialiased) to ``hr_size``, then cropped to a multiple of ``scale``."""
+    image = image.convert("RGB")
+    if hr_size is not None:
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+        if side != hr_size:
+            image = image.resize((hr_size, hr_size), Image.BICUBIC)
+    return crop_to_multiple(image, scale)
+
+
+@dataclass
+class MethodResult:
+    name: str
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict:
+        return {
+            "psnr": statistics.fmean(self.psnr),
+            "ssim": statistics.fmean(self.ssim),
+            "seconds_per_image": statistics.fmean(self.seconds),
+        }
+
+
+@dataclass
+class Evaluation:
+    scale: int
+    hr_size: int | None
+    images: list[str]
+    methods: dict[str, MethodResult]
+
+    def to_json(self) -> dict:
+        return {
+            "protocol": PROTOCOL,
+            "scale": self.scale,
+            "hr_size": self.hr_size,
+            "images": self.images,
+            "summary": {name: m.summary for name, m in self.methods.items()},
+            "per_image": {name: asdict(m) for name, m in self.methods.items()},
+        }
+
+    def table(self) -> str:
+        rows = [f"{'method':<28} {'PSNR-Y (dB)':>12} {'SSIM-Y':>8} {'s / image':>10}"]
+        for name, m in self.methods.items():
+            s = m.summary
+            rows.append(f"{name:<28} {s['psnr']:>12.2f} {s['ssim']:>8.4f} {s['seconds_per_image']:>10.3f}")
+        return "\n".join(rows)
+
+    def write(self, output_dir: str | Path) -> tuple[Path, Path]:
+        """results.json (summary + per image) and results.csv (one row per image and method)."""
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        json_path, csv_path = output_dir / "results.json", output_dir / "results.csv"
+        json_path.write_text(json.dumps(self.to_json(), indent=2))
+        with csv_path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image", "method", "psnr_y", "ssim_y", "seconds"])
+            for name, m in self.methods.items():
+                for image, p, s, t in zip(self.images, m.psnr, m.ssim, m.seconds):
+                    writer.writerow([image, name, f"{p:.4f}", f"{s:.6f}", f"{t:.4f}"])
+        return json_path, csv_path
+
+
+def evaluate(
+    models: dict[str, nn.Module],
+    hr_images: Iterable[Path],
+    *,
+    scale: int = 4,
+    hr_size: int | None = 256,
+    on_image: Callable[[str], None] | None = None,
+    **upscale_kwargs,
+) -> Evaluation:
+    """Degrade each HR image, run bicubic and every model, score all against the HR.
+
+    ``upscale_kwargs`` go to :func:`sr_models.upscale` (tile, device, dtype). Files that
+    cannot be read are skipped with a warning.
+    """
+    for name, model in models.items():
+        if model.scale != scale:
+            raise ValueError(f"model {name!r} is x{model.scale}, but the evaluation is x{scale}")
+    methods = {BICUBIC: MethodResult(BICUBIC), **{name: MethodResult(name) for name in models}}
+    names: list[str] = []
+    for path in hr_images:
+        try:
+            hr = prepare_hr(load_image(path), scale, hr_size)
+        except ValueError as err:  # ImageInputError and too-small images
+            logger.warning("skipping %s: %s", path, err)
+            continue
+        lr = degrade(hr, scale)
+        outputs = {}
+        start = time.perf_counter()
+        outputs[BICUBIC] = bicubic_upscale(lr, scale)
+        methods[BICUBIC].seconds.append(time.perf_counter() - start)
+        for name, model in models.items():
+            start = time.perf_counter()
+            outputs[name] = upscale(model, lr, **upscale_kwargs)
+            methods[name].seconds.append(time.perf_counter() - start)
+        for name, sr in outputs.items():
+            methods[name].psnr.append(psnr(sr, hr, crop_border=scale))
+            methods[name].ssim.append(ssim(sr, hr, crop_border=scale))
+        names.append(str(path))
+        if on_image is not None:
+            on_image(str(path))
+    if not names:
+        raise ValueError("no readable HR images to evaluate")
+    return Evaluation(scale, hr_size, names, methods)
