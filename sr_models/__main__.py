@@ -1,7 +1,8 @@
 """Command line: ``python -m sr_models COMMAND`` (also installed as ``sr-models``).
 
 Commands: ``upscale`` (images in, PNGs out), ``evaluate`` (the protocol on an HR
-folder), ``info`` (what a model is) and ``convert-hat`` (official checkpoint -> folder).
+folder), ``info`` (what a model is), ``convert-hat`` (official checkpoint -> folder) and
+``push`` (folder -> Hub repo).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .evaluation import IMAGE_SUFFIXES, evaluate, find_images
 from .hat import OfficialCheckpointError, load_official
 from .loading import load_model
 from .pipeline import DEFAULT_MAX_PIXELS, DTYPES, ImageInputError, upscale
+from .publish import PublishError, push_folder
 
 logger = logging.getLogger("sr_models")
 
@@ -139,6 +141,13 @@ def cmd_convert_hat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    url = push_folder(args.folder, args.repo_id, private=args.private, revision=args.revision,
+                      commit_message=args.commit_message)
+    print(f"pushed {args.folder} to {args.repo_id}: {url}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sr-models", description="ESPCN and HAT super-resolution.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -177,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("out_dir")
     convert.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     convert.set_defaults(func=cmd_convert_hat)
+
+    push = commands.add_parser("push", help="publish a saved model folder to the Hub in one commit")
+    push.add_argument("folder", help="a save_pretrained folder (config.json, model.safetensors, README.md)")
+    push.add_argument("--repo-id", required=True, help="USER/NAME on the Hub (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repo as private")
+    push.add_argument("--revision", default=None, help="branch to commit to (created if missing)")
+    push.add_argument("--commit-message", default=None)
+    push.set_defaults(func=cmd_push)
     return parser
 
 
@@ -196,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
     try:
         return args.func(args)
-    except (CommandError, OfficialCheckpointError, ValueError, OSError) as err:
+    except (CommandError, OfficialCheckpointError, PublishError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

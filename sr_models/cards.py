@@ -1,0 +1,169 @@
+"""Model cards: the one function that renders a card from a model and its measured facts.
+
+Templates live in ``model_cards/`` (Jinja, one per architecture, sharing ``base.md``).
+The facts a card shows (evaluations, training facts, licence, data sets) travel with the
+weights in ``model_card.json``, so a reloaded model re-publishes the same card.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import jinja2
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .evaluation import PROTOCOL
+
+PROJECT_URL = "https://github.com/sr-models/sr-models"
+CARD_INFO_FILE = "model_card.json"
+COMPARISON_IMAGE_FILE = "comparison.png"
+LIBRARY_NAME = "sr-models"
+BASE_TAGS = ["super-resolution", "image-to-image", "sr-models"]
+
+# Installed wheels carry the templates inside the package; a source checkout has them at
+# the project root.
+_TEMPLATE_DIRS = [Path(__file__).parent / "model_cards", Path(__file__).resolve().parent.parent / "model_cards"]
+
+#: How training facts are labelled in the card, in this order; other keys follow as they are.
+TRAINING_LABELS = {
+    "dataset": "training data",
+    "train_images": "training images",
+    "steps": "optimizer steps",
+    "images_seen": "images (patches) seen",
+    "hr_patch_size": "HR patch size",
+    "effective_batch_size": "effective batch size",
+    "learning_rate": "learning rate",
+    "lr_scheduler": "LR schedule",
+    "loss": "loss",
+    "use_ema": "EMA weights",
+    "precision": "precision",
+    "hardware": "hardware",
+    "processes": "processes",
+    "wall_time_s": "wall-clock time",
+    "command": "command",
+}
+
+
+@dataclass
+class CardInfo:
+    """What a card says beyond the model itself; JSON-able, stored as model_card.json.
+
+    ``evaluations``: one dict per dataset and scale, with ``dataset`` (a name),
+    optional ``dataset_id`` (Hub id), ``scale``, ``images``, ``bicubic`` and ``model``
+    (each ``{"psnr": float, "ssim": float}``). ``training``: facts of the run (see
+    TRAINING_LABELS).
+    """
+
+    evaluations: list[dict] = field(default_factory=list)
+    training: dict = field(default_factory=dict)
+    datasets: list[str] = field(default_factory=list)
+    base_model: str | None = None
+    license: str = "apache-2.0"
+    license_name: str | None = None
+    license_link: str | None = None
+    licence_note: str = "Code and weights: Apache-2.0."
+    faces: bool = False
+    repo_id: str | None = None
+    space_url: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> CardInfo:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _template_env() -> jinja2.Environment:
+    folder = next((d for d in _TEMPLATE_DIRS if (d / "base.md").is_file()), None)
+    if folder is None:
+        raise FileNotFoundError(f"model card templates not found in {[str(d) for d in _TEMPLATE_DIRS]}")
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(folder), keep_trailing_newline=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=False)
+
+
+def preset_of(model) -> str:
+    """The preset whose every field the model's config matches, else "custom"."""
+    config = model._hub_mixin_config or {}
+    for name, preset in type(model).presets.items():
+        if all(config.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in preset.items()):
+            return name
+    return "custom"
+
+
+def _format_value(key: str, value) -> str:
+    if key == "wall_time_s":
+        minutes = round(float(value) / 60)
+        return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if key == "command":
+        return f"`{value}`"
+    return str(value)
+
+
+def _eval_results(info: CardInfo) -> list[EvalResult]:
+    results = []
+    for e in info.evaluations:
+        for metric in ("psnr", "ssim"):
+            results.append(EvalResult(
+                task_type="image-to-image",
+                task_name=f"Image Super-Resolution x{e['scale']}",
+                dataset_type=e.get("dataset_id") or e["dataset"],
+                dataset_name=e["dataset"],
+                metric_type=metric,
+                metric_name=f"{metric.upper()}-Y (x{e['scale']})",
+                metric_value=round(float(e["model"][metric]), 2 if metric == "psnr" else 4),
+            ))
+    return results
+
+
+def render_model_card(model, info: CardInfo | None = None, *, comparison_image: str | None = None) -> ModelCard:
+    """The card of ``model`` with the facts in ``info``; ``comparison_image`` is the file
+    name (in the same folder) of an LR | bicubic | model | HR strip, if there is one."""
+    info = info or CardInfo()
+    arch = type(model).__name__
+    name = info.repo_id.split("/")[-1] if info.repo_id else f"{arch.lower()}-x{model.scale}"
+    card_data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        license=info.license,
+        license_name=info.license_name,
+        license_link=info.license_link,
+        pipeline_tag="image-to-image",
+        tags=sorted(set(BASE_TAGS + [arch.lower(), f"x{model.scale}"] + (["faces"] if info.faces else []))),
+        datasets=info.datasets or None,
+        base_model=info.base_model,
+        model_name=name,
+        eval_results=_eval_results(info) or None,
+    )
+    keys = [k for k in TRAINING_LABELS if k in info.training] + [k for k in info.training if k not in TRAINING_LABELS]
+    training_rows = [(TRAINING_LABELS.get(k, k.replace("_", " ")), _format_value(k, info.training[k])) for k in keys]
+    text = _template_env().get_template(f"{arch.lower()}.md").render(
+        card_data=card_data.to_yaml(),
+        title=f"{name}: {arch} x{model.scale} super-resolution",
+        summary=(f"A {arch} image super-resolution model (x{model.scale}) for the "
+                 f"[sr-models]({PROJECT_URL}) toolkit, which compares ESPCN and HAT."),
+        architecture=arch,
+        preset=preset_of(model),
+        scale=model.scale,
+        parameters=model.num_parameters,
+        pad_multiple=model.pad_multiple,
+        config=model._hub_mixin_config or {},
+        project_url=PROJECT_URL,
+        repo_id=info.repo_id or "path/to/this/folder",
+        space_url=info.space_url,
+        training=bool(info.training),
+        training_rows=training_rows,
+        evaluations=info.evaluations,
+        protocol=PROTOCOL,
+        comparison_image=comparison_image,
+        faces=info.faces,
+        licence_note=info.licence_note,
+    )
+    return ModelCard(text)

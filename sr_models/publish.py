@@ -1,0 +1,60 @@
+"""Publishing a saved model folder to the Hugging Face Hub as one commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError
+
+try:  # the HTTP client huggingface_hub 2.x uses; 1.x used httpx
+    from httpx2 import TransportError
+except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
+    from httpx import TransportError
+
+#: Files a model folder must hold to be worth publishing.
+REQUIRED_FILES = ("config.json", "model.safetensors", "README.md")
+
+
+class PublishError(Exception):
+    """A publish that cannot go ahead; the message is one line and never holds a token."""
+
+
+def folder_operations(folder: Path) -> list[CommitOperationAdd]:
+    """One add per file of the folder (recursive), hidden files and folders left out."""
+    files = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p)) for p in files]
+
+
+def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
+                commit_message: str | None = None, api: HfApi | None = None) -> str:
+    """Create the repo if needed (``exist_ok``) and upload the whole folder in one commit.
+
+    Returns the commit URL. Raises PublishError for a missing or incomplete folder, no
+    login, or a Hub / network failure.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PublishError(f"{folder} is not a folder")
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise PublishError(f"{folder} is not a saved model folder: missing {', '.join(missing)}")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise PublishError(f"--repo-id must look like USER/NAME, got {repo_id!r}")
+    if get_token() is None:
+        raise PublishError("not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN")
+    api = api or HfApi()
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+        info = api.create_commit(
+            repo_id, folder_operations(folder), repo_type="model", revision=revision,
+            commit_message=commit_message or f"Upload {folder.name} with sr-models",
+        )
+    except HfHubHTTPError as err:
+        raise PublishError(f"the Hub refused the upload to {repo_id}: {str(err).splitlines()[0]}") from err
+    except (TransportError, OSError) as err:
+        raise PublishError(f"cannot reach the Hugging Face Hub ({err.__class__.__name__}: {err})") from err
+    return info.commit_url

@@ -1,0 +1,178 @@
+"""Model cards and publishing: rendering, save/load round trip, push with HfApi mocked."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from PIL import Image
+
+from sr_models import ESPCN, HAT, load_model
+from sr_models.__main__ import main
+from sr_models.cards import CardInfo, render_model_card
+
+INFO = CardInfo(
+    evaluations=[{"dataset": "CelebA-HQ held-out faces", "dataset_id": "celeba-hq-heldout", "scale": 4,
+                  "images": 8, "bicubic": {"psnr": 28.123, "ssim": 0.81}, "model": {"psnr": 29.456, "ssim": 0.8421}}],
+    training={"steps": 2000, "images_seen": 32000, "wall_time_s": 5400.0, "hardware": "2-core CPU",
+              "precision": "no", "dataset": "faces folder"},
+    datasets=["someone/ffhq-256"],
+    base_model="someone/hat-pretrained",
+    license="cc-by-nc-sa-4.0",
+    licence_note="Weights: CC BY-NC-SA 4.0 (trained on FFHQ).",
+    faces=True,
+    repo_id="me/hat-faces",
+)
+
+
+@pytest.mark.parametrize("preset", ["hat-tiny", "espcn-tiny"])
+def test_rendered_card_parses_and_holds_the_metrics(tmp_path, preset):
+    model = load_model(preset)
+    card = render_model_card(model, INFO, comparison_image="comparison.png")
+    card.save(tmp_path / "README.md")
+    loaded = ModelCard.load(tmp_path / "README.md")
+    data = loaded.data
+    assert data.library_name == "sr-models" and data.pipeline_tag == "image-to-image"
+    assert data.license == "cc-by-nc-sa-4.0" and data.datasets == ["someone/ffhq-256"]
+    assert data.base_model == "someone/hat-pretrained"
+    values = {(r.dataset_name, r.metric_type): r.metric_value for r in data.eval_results}
+    assert values == {("CelebA-HQ held-out faces", "psnr"): 29.46, ("CelebA-HQ held-out faces", "ssim"): 0.8421}
+    text = loaded.text
+    assert f"{type(model).__name__}.from_pretrained(\"me/hat-faces\")" in text
+    assert "28.12 / 0.8100" in text and "+1.33" in text  # the bicubic vs model table
+    assert "1 h 30 min" in text and "32,000" in text  # training facts
+    assert "comparison.png" in text and "CC BY-NC-SA" in text and "@inproceedings" in text
+
+
+def test_card_without_facts_says_so():
+    text = render_model_card(ESPCN.from_preset("espcn-tiny")).text
+    assert "Not evaluated yet" in text and "no training facts" in text
+
+
+def test_save_load_round_trip_keeps_weights_config_and_card(tmp_path):
+    model = HAT.from_preset("hat-tiny", upscale=2)
+    model.save_pretrained(tmp_path, card_info=INFO, comparison_image=Image.new("RGB", (32, 8), "red"))
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "README.md", "config.json", "model.safetensors", "model_card.json", "comparison.png"}
+    loaded = HAT.from_pretrained(tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    assert loaded._hub_mixin_config == model._hub_mixin_config
+    assert loaded.card_info == INFO and loaded.comparison_image.size == (32, 8)
+    # re-saving a loaded model writes the same card (what push_to_hub uploads)
+    loaded.save_pretrained(tmp_path / "again")
+    assert (tmp_path / "again" / "README.md").read_text() == (tmp_path / "README.md").read_text()
+
+
+def test_push_to_hub_of_the_mixin_uploads_the_real_card(tmp_path, monkeypatch):
+    """The mixin saves into a temporary folder and uploads it: that folder holds our card."""
+    import huggingface_hub.hub_mixin as hub_mixin
+
+    uploaded = {}
+
+    class FakeApi:
+        def __init__(self, *a, **k):
+            pass
+
+        def create_repo(self, repo_id, **kwargs):
+            from huggingface_hub import RepoUrl
+
+            return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+        def upload_folder(self, *, folder_path, **kwargs):
+            uploaded["card"] = (os.path.join(folder_path, "README.md"), open(os.path.join(folder_path, "README.md")).read())
+            return "commit"
+
+    monkeypatch.setattr(hub_mixin, "HfApi", FakeApi)
+    model = ESPCN.from_preset("espcn-tiny")
+    model.card_info = INFO
+    model.push_to_hub("me/espcn")
+    assert "CelebA-HQ held-out faces" in uploaded["card"][1] and "sr-models" in uploaded["card"][1]
+
+
+class RecordingApi:
+    """HfApi at its boundary: records calls, returns what the real one would."""
+
+    def __init__(self):
+        self.calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def create_branch(self, repo_id, **kwargs):
+        self.calls.append(("create_branch", repo_id, kwargs))
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        self.calls.append(("create_commit", repo_id, sorted(op.path_in_repo for op in operations), kwargs))
+
+        class Info:
+            commit_url = f"https://huggingface.co/{repo_id}/commit/abc123"
+        return Info()
+
+
+@pytest.fixture
+def saved(tmp_path):
+    folder = tmp_path / "model"
+    ESPCN.from_preset("espcn-tiny").save_pretrained(folder, card_info=INFO,
+                                                    comparison_image=Image.new("RGB", (8, 8)))
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "junk").write_text("local only")
+    return folder
+
+
+def test_push_creates_the_repo_and_makes_one_commit_with_the_folder(saved, monkeypatch, capsys):
+    import sr_models.publish as publish
+
+    api = RecordingApi()
+    monkeypatch.setattr(publish, "HfApi", lambda: api)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
+    code = main(["push", str(saved), "--repo-id", "me/espcn-faces", "--private", "--revision", "v1",
+                 "--commit-message", "first"])
+    assert code == 0
+    assert api.calls[0] == ("create_repo", "me/espcn-faces", {"private": True, "exist_ok": True, "repo_type": "model"})
+    assert api.calls[1][0] == "create_branch" and api.calls[1][2]["branch"] == "v1"
+    commits = [c for c in api.calls if c[0] == "create_commit"]
+    assert len(commits) == 1
+    assert commits[0][2] == ["README.md", "comparison.png", "config.json", "model.safetensors", "model_card.json"]
+    assert commits[0][3]["revision"] == "v1" and commits[0][3]["commit_message"] == "first"
+    out = capsys.readouterr()
+    assert "hf_secret_token_value" not in out.out + out.err
+    assert "commit/abc123" in out.out
+
+
+@pytest.mark.parametrize("setup,message", [
+    ("missing", "is not a folder"),
+    ("incomplete", "missing model.safetensors"),
+    ("no-login", "not logged in"),
+    ("bad-id", "USER/NAME"),
+])
+def test_push_errors_are_one_line(saved, tmp_path, monkeypatch, capsys, setup, message):
+    import sr_models.publish as publish
+
+    monkeypatch.setattr(publish, "HfApi", RecordingApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
+    folder, repo = saved, "me/x"
+    if setup == "missing":
+        folder = tmp_path / "nope"
+    elif setup == "incomplete":
+        (saved / "model.safetensors").unlink()
+    elif setup == "no-login":
+        monkeypatch.delenv("HF_TOKEN")
+        monkeypatch.setattr(publish, "get_token", lambda: None)
+    elif setup == "bad-id":
+        repo = "just-a-name"
+    assert main(["push", str(folder), "--repo-id", repo]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "hf_secret" not in err
+
+
+def test_push_without_network_is_a_one_line_error(saved, tmp_path):
+    """The real HfApi against an unreachable endpoint (read at import: a new process)."""
+    env = {**os.environ, "HF_TOKEN": "hf_secret_token_value", "HF_ENDPOINT": "http://127.0.0.1:9",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"}
+    proc = subprocess.run([sys.executable, "-m", "sr_models", "push", str(saved), "--repo-id", "me/x"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "cannot reach the Hugging Face Hub" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "hf_secret" not in proc.stderr + proc.stdout
