@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -13,7 +14,18 @@ from .espcn import ESPCN
 from .hat import HAT, load_official
 from .hub import SRModelMixin, architecture_of
 
+logger = logging.getLogger(__name__)
+
 ARCHITECTURES: dict[str, type[SRModelMixin]] = {"ESPCN": ESPCN, "HAT": HAT}
+
+#: Weights shipped with the project (trained here on faces, x4): name -> (folder under
+#: weights/, environment variable whose Hub repo id or folder replaces them).
+BUNDLED: dict[str, tuple[str, str]] = {
+    "espcn-faces": ("espcn-faces-x4", "SR_ESPCN_MODEL"),
+    "hat-faces": ("hat-small-faces-x4", "SR_HAT_MODEL"),
+}
+# A wheel carries weights/ inside the package; a source checkout has it at the root.
+_WEIGHTS_DIRS = [Path(__file__).parent / "weights", Path(__file__).resolve().parent.parent / "weights"]
 #: Single files that hold official HAT weights (BasicSR .pth, or converted .safetensors).
 OFFICIAL_SUFFIXES = (".pth", ".pt", ".safetensors")
 
@@ -22,11 +34,38 @@ def preset_names() -> list[str]:
     return sorted(name for cls in ARCHITECTURES.values() for name in cls.presets)
 
 
+def bundled_folder(name: str) -> Path:
+    folder_name = BUNDLED[name][0]
+    for root in _WEIGHTS_DIRS:
+        if (root / folder_name / "config.json").is_file():
+            return root / folder_name
+    raise FileNotFoundError(f"bundled weights {name!r} ({folder_name}) are missing from {[str(d) for d in _WEIGHTS_DIRS]}")
+
+
+def load_bundled(name: str) -> tuple[SRModelMixin, str]:
+    """A bundled model and where its weights came from.
+
+    If the model's environment variable (``SR_ESPCN_MODEL`` / ``SR_HAT_MODEL``) names a
+    repo id or folder, that is loaded instead; when it cannot be (Hub unreachable, not
+    in the cache), the bundled weights are used and a warning is logged.
+    """
+    folder_name, env_var = BUNDLED[name]
+    override = os.environ.get(env_var)
+    if override:
+        try:
+            return load_model(override), f"{override} (from {env_var})"
+        except (OSError, ValueError) as err:
+            logger.warning("%s=%s cannot be loaded (%s); using the bundled weights", env_var, override, err)
+    return load_model(bundled_folder(name)), f"bundled weights/{folder_name}"
+
+
 def load_model(name_or_path: str | os.PathLike, *, scale: int | None = None, revision: str | None = None,
                **kwargs) -> SRModelMixin:
     """A model from a preset name, a ``save_pretrained`` folder, a Hub repo id, or an
     official HAT checkpoint file.
 
+    - bundled weights (``"espcn-faces"``, ``"hat-faces"``): trained x4 models shipped in
+      ``weights/`` (an ``SR_ESPCN_MODEL`` / ``SR_HAT_MODEL`` repo id overrides them);
     - preset (``"hat-s"``, ``"espcn"``, …): a fresh, randomly initialised model at ``scale``
       (default 4); ``kwargs`` override config fields;
     - folder / repo id (``"user/name"``, optionally at ``revision``): pretrained weights,
@@ -40,7 +79,9 @@ def load_model(name_or_path: str | os.PathLike, *, scale: int | None = None, rev
         if name in cls.presets:
             return cls.from_preset(name, upscale=scale or 4, **kwargs)
     path = Path(name)
-    if path.is_file():
+    if name in BUNDLED:
+        model = load_bundled(name)[0]
+    elif path.is_file():
         if path.suffix not in OFFICIAL_SUFFIXES:
             raise ValueError(f"{path} is a file but not a checkpoint ({', '.join(OFFICIAL_SUFFIXES)})")
         model = load_official(path, **kwargs)
@@ -52,8 +93,8 @@ def load_model(name_or_path: str | os.PathLike, *, scale: int | None = None, rev
     else:
         if name.count("/") != 1 or path.suffix in OFFICIAL_SUFFIXES:
             raise ValueError(
-                f"{name!r} is neither a preset ({', '.join(preset_names())}), an existing folder or "
-                "checkpoint file, nor a Hub repo id of the form 'user/name'"
+                f"{name!r} is neither a preset ({', '.join(preset_names())}), bundled weights "
+                f"({', '.join(BUNDLED)}), an existing folder or checkpoint file, nor a Hub repo id 'user/name'"
             )
         try:
             config_file = Path(hf_hub_download(name, "config.json", revision=revision))
