@@ -7,13 +7,22 @@ the official constructor arguments and the official state-dict layout (same keys
 shapes and order), so official checkpoints load strictly and our weights open in tools
 that read official HAT files.
 
-Differences from upstream, none of which change the weights or the outputs:
-- attention runs through ``F.scaled_dot_product_attention`` with the relative-position
-  bias and the shift mask folded into one additive mask (``attn_impl="sdpa"``); the
-  explicit softmax path (``attn_impl="math"``) follows upstream step by step;
-- shift masks are cached per input size instead of being rebuilt on every forward;
-- ``gradient_checkpointing`` really checkpoints each block (upstream's
-  ``use_checkpoint`` is accepted there and ignored).
+Two paths compute the same function from the same weights (outputs within float
+rounding, tested):
+- ``attn_impl="math"``, the reference: upstream's algorithm step by step (roll,
+  window_partition, q @ k^T + bias + mask, softmax, nn.Unfold for OCAB, upstream's
+  reshapes), except that the shift mask is cached per input size instead of rebuilt on
+  every forward;
+- ``attn_impl="sdpa"`` (default), the fast path: attention through
+  ``F.scaled_dot_product_attention`` with 4-D masks (the only shape that keeps its fused
+  CPU kernel); roll + window_partition / reverse, and OCAB's pad + unfold, each replaced by
+  one row gather with indices cached per input geometry (:class:`_WindowPlan`); shifted
+  windows grouped by their four mask forms so that no (nW, heads, N, N) mask is
+  materialised; the gathered relative-position bias cached when no gradient is needed
+  (:func:`_relative_bias`); tokens and conv maps shared as channels_last views instead
+  of copied. ``benchmarks/hat_speed.py`` measures both.
+``gradient_checkpointing`` really checkpoints each block (upstream's ``use_checkpoint`` is
+accepted there and ignored). None of this changes the weights or the state-dict layout.
 
 Read top to bottom: helpers, blocks from small to large, the model, presets, and the
 official-checkpoint import.
@@ -48,6 +57,10 @@ SHIFT_MASK_VALUE = -100.0
 
 ATTN_IMPLS = ("sdpa", "math")
 
+# Input geometries (B, H, W, device) whose fast-path gather plans a model keeps; tiling
+# uses at most four tile shapes, so eight bounds the cache without evicting in practice.
+MAX_CACHED_PLANS = 8
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -56,7 +69,9 @@ def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
     """(B, H, W, C) -> (B*nW, ws, ws, C), windows in row-major order."""
     b, h, w, c = x.shape
     x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size, window_size, c)
+    # contiguous, as upstream: callers view the result as (B*nW, ws², C), and for a single
+    # row of windows a bare reshape would return a view that cannot be viewed so.
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, window_size, window_size, c)
 
 
 def window_reverse(windows: torch.Tensor, window_size: int, h: int, w: int) -> torch.Tensor:
@@ -121,21 +136,135 @@ def attention(q, k, v, bias: torch.Tensor, mask: torch.Tensor | None, impl: str)
     """Multi-head attention over windows with an additive relative-position bias.
 
     q: (B*nW, heads, N, d); k, v: (B*nW, heads, M, d); bias: (heads, N, M);
-    mask: (nW, N, M) or None. Returns (B*nW, heads, N, d).
+    mask: (nW, N, M) or None. Returns (B*nW, heads, N, d). The blocks' reference path
+    uses it; the fast path calls SDPA itself (see :meth:`WindowAttention.forward_grouped`).
     """
-    if mask is not None:
-        n_windows = mask.shape[0]
-        bias = bias.unsqueeze(0) + mask.unsqueeze(1)  # (nW, heads, N, M)
-        # (B, nW, heads, N, d): batch windows share the per-window mask by broadcasting.
-        q, k, v = (t.view(-1, n_windows, *t.shape[1:]) for t in (q, k, v))
-    if impl == "sdpa":
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
-    else:
-        # Upstream's order of operations: scale q, q @ k^T, add bias (+ mask), softmax.
+    if impl == "math":
+        # Upstream, step by step: scale q, q @ k^T, add the bias, add the mask window by
+        # window through a 5-D view, softmax, @ v.
         attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
-        attn = (attn + bias).softmax(dim=-1)
-        out = attn @ v
-    return out.flatten(0, 1) if mask is not None else out
+        attn = attn + bias.unsqueeze(0)
+        if mask is not None:
+            n_windows, heads, n, m = mask.shape[0], *attn.shape[1:]
+            attn = attn.view(-1, n_windows, heads, n, m) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, heads, n, m)
+        return attn.softmax(dim=-1) @ v
+    bias = bias.to(q.dtype).unsqueeze(0)  # (1, heads, N, M)
+    if mask is None:
+        # A 4-D mask (a stride-0 expand is enough) keeps SDPA on its fused CPU kernel; a 3-D
+        # one sends it to its math fallback.
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.expand(q.shape[0], -1, -1, -1))
+    fused = bias + mask.to(q.dtype).unsqueeze(1)  # (nW, heads, N, M)
+    # One call per image: the mask repeats every nW windows, which no stride can express.
+    n_windows = mask.shape[0]
+    return torch.cat([F.scaled_dot_product_attention(*qkv, attn_mask=fused)
+                      for qkv in zip(q.split(n_windows), k.split(n_windows), v.split(n_windows))])
+
+
+def _relative_bias(module: nn.Module, index: torch.Tensor) -> torch.Tensor:
+    """``module.relative_position_bias_table`` gathered by ``index``: (heads, N, M).
+
+    When no gradient is needed the gathered bias is cached on the module, keyed on the
+    table's (and index's) storage, version counter, dtype and device: an optimizer step
+    or ``load_state_dict`` writes in place and bumps the version, ``.to()`` changes the
+    storage, so a stale bias is never used. The cache holds a detached alias of the table,
+    so its storage cannot be freed and reused at the same address. Writes through
+    ``.data`` bypass version counting: ``train()`` / ``eval()`` clear the cache as well.
+    """
+    table = module.relative_position_bias_table
+    if (torch.is_grad_enabled() and table.requires_grad) or table.is_inference() or index.is_inference():
+        return _select_bias(table, index)  # gradients flow into the table
+    key = (table.data_ptr(), table._version, table.dtype, table.device, index.data_ptr(), index._version)
+    cache = module._bias_cache
+    if cache is None or cache[0] != key:
+        cache = module._bias_cache = (key, table.detach(), _select_bias(table, index).contiguous())
+    return cache[2]
+
+
+def _select_bias(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """:func:`_gather_bias` through ``index_select``: the same values, and a backward
+    (``index_add_``) much faster on CPU than advanced indexing's accumulating ``index_put_``."""
+    n, m = index.shape
+    return table.index_select(0, index.reshape(-1) % table.shape[0]).view(n, m, -1).permute(2, 0, 1)
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """SDPA with a 4-D additive mask (a stride-0 expand is enough: the fused CPU kernel
+    takes it, a 3-D mask would send SDPA to its math fallback).
+
+    When the mask needs a gradient (training: the bias table is a parameter) no fused
+    kernel applies and SDPA would run its math fallback, which adds a NaN-safe softmax
+    (isneginf / all / where passes) and scales q and k separately; the explicit
+    scale-matmul-softmax-matmul is the same computation without that overhead.
+    """
+    if mask.requires_grad and torch.is_grad_enabled():
+        attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+        return (attn + mask).softmax(dim=-1) @ v
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def _window_tokens(grid: torch.Tensor, window_size: int) -> torch.Tensor:
+    """(nW, ws²) entries of an (H, W) grid, window by window in row-major order (the order
+    of :func:`window_partition`)."""
+    h, w = grid.shape
+    ws = window_size
+    return grid.view(h // ws, ws, w // ws, ws).permute(0, 2, 1, 3).reshape(-1, ws * ws)
+
+
+class _WindowPlan:
+    """Gather indices of one input geometry (B, H, W) for the fast path, built once.
+
+    Tokens live as rows of a (B*H*W, C) matrix. One ``index_select`` with ``order`` does
+    what upstream does with roll + window_partition (shifted or not), and one with
+    ``inverse`` undoes it; ``kv_index`` gathers OCAB's overlapping ows x ows key/value
+    windows straight from the token rows (the index B*H*W points at an appended zero row:
+    the zero padding), replacing pad + unfold + two permutes.
+
+    Shifted windows are ordered by their mask class instead of row-major: the shift mask
+    takes only four forms (interior windows: none; last column; last row; the corner), so
+    each class runs as one SDPA call whose (heads, N, N) bias + mask is broadcast over its
+    windows with a stride-0 expand, instead of materialising a (nW, heads, N, N) mask.
+    """
+
+    def __init__(self, b: int, h: int, w: int, window_size: int, overlap_win_size: int, device: torch.device):
+        ws, shift, ows = window_size, window_size // 2, overlap_win_size
+        n_h, n_w = h // ws, w // ws
+        offsets = (torch.arange(b) * (h * w)).view(b, 1, 1)  # first row of each image
+        grid = torch.arange(h * w).view(h, w)
+
+        def batched(windows):  # (nW', ws²) tokens of one image -> (B*nW'*ws²,) rows
+            return (offsets + windows.unsqueeze(0)).flatten()
+
+        plain = batched(_window_tokens(grid, ws))
+        # torch.roll(x, -shift) puts token (r + s, c + s) at (r, c): roll the grid, not the data.
+        rolled = _window_tokens(torch.roll(grid, shifts=(-shift, -shift), dims=(0, 1)), ws)
+        row, col = torch.arange(n_h * n_w).div(n_w, rounding_mode="floor"), torch.arange(n_h * n_w) % n_w
+        window_class = 2 * (row == n_h - 1).long() + (col == n_w - 1).long()  # 0 interior, 1 col, 2 row, 3 corner
+        shifted, groups = [], []
+        for cls in range(4):
+            members = rolled[window_class == cls]
+            if len(members):
+                shifted.append(batched(members))
+                groups.append((b * len(members), cls))
+        shifted = torch.cat(shifted)
+
+        pad = (ows - ws) // 2
+        rows = (torch.arange(n_h) * ws - pad).view(n_h, 1, 1, 1) + torch.arange(ows).view(1, 1, ows, 1)
+        cols = (torch.arange(n_w) * ws - pad).view(1, n_w, 1, 1) + torch.arange(ows).view(1, 1, 1, ows)
+        inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # (nH, nW, ows, ows)
+        kv = torch.where(inside.unsqueeze(0), offsets.view(b, 1, 1, 1, 1) + (rows * w + cols).unsqueeze(0), b * h * w)
+
+        self.orders = {0: (plain.to(device), _inverse(plain).to(device), [(b * n_h * n_w, 0)]),
+                       shift: (shifted.to(device), _inverse(shifted).to(device), groups)}
+        self.kv_index = kv.flatten().to(device)  # (B*nW*ows²,)
+        # (4, ws², ws²) masks of the classes: the windows of a 2ws x 2ws image are one of each.
+        self.class_masks = shifted_window_mask(2 * ws, 2 * ws, ws, shift).to(device)
+
+
+def _inverse(permutation: torch.Tensor) -> torch.Tensor:
+    inverse = torch.empty_like(permutation)
+    inverse[permutation] = torch.arange(len(permutation))
+    return inverse
 
 
 class DropPath(nn.Module):
@@ -211,13 +340,37 @@ class WindowAttention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self._bias_cache = None  # see _relative_bias
+
+    def train(self, mode: bool = True):
+        self._bias_cache = None
+        return super().train(mode)
 
     def forward(self, x: torch.Tensor, rpi: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        b_, n, c = x.shape  # (B*nW, ws², C)
+        """Reference path (upstream's): x (B*nW, ws², C) -> (B*nW, ws², C)."""
+        b_, n, c = x.shape
         qkv = self.qkv(x).view(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         bias = _gather_bias(self.relative_position_bias_table, rpi)
         out = attention(qkv[0], qkv[1], qkv[2], bias, mask, self.attn_impl)  # (B*nW, heads, N, d)
         return self.proj(out.transpose(1, 2).reshape(b_, n, c))
+
+    def forward_grouped(self, x: torch.Tensor, rpi: torch.Tensor, groups: list[tuple[int, int]],
+                        class_masks: torch.Tensor) -> torch.Tensor:
+        """Fast path: x (B*nW*ws², C), windows ordered by mask class (see _WindowPlan);
+        ``groups`` is [(windows, class)], class 0 meaning no mask. Returns (B*nW*ws², C)."""
+        n = rpi.shape[0]
+        c = x.shape[-1]
+        qkv = self.qkv(x).view(-1, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        bias = _relative_bias(self, rpi)  # (heads, N, N)
+        outs, start = [], 0
+        for count, cls in groups:
+            mask = bias if cls == 0 else bias + class_masks[cls]
+            mask = mask.to(qkv.dtype).unsqueeze(0).expand(count, -1, -1, -1)
+            q, k, v = qkv[:, start:start + count]
+            outs.append(_sdpa(q, k, v, mask).transpose(1, 2))
+            start += count
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)  # (B*nW, N, heads, d)
+        return self.proj(out.reshape(-1, c))
 
 
 class HAB(nn.Module):
@@ -237,21 +390,30 @@ class HAB(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, x_size: tuple[int, int], rpi_sa: torch.Tensor,
-                shift_mask: torch.Tensor) -> torch.Tensor:
+                shift_mask: torch.Tensor | None, plan: _WindowPlan | None = None) -> torch.Tensor:
+        """x (B, H*W, C). With a ``plan`` the fast path runs; without, upstream's steps."""
         h, w = x_size
         b, _, c = x.shape  # (B, H*W, C)
         shortcut = x
         x = self.norm1(x).view(b, h, w, c)
+        # The permuted view is channels_last: the conv reads it without a copy, writes
+        # channels_last, and the permute back is again a free view.
         conv_x = self.conv_block(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, h * w, c)
 
         s, ws = self.shift_size, self.window_size
-        if s > 0:
-            x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
-        windows = window_partition(x, ws).view(-1, ws * ws, c)  # (B*nW, ws², C)
-        windows = self.attn(windows, rpi_sa, shift_mask if s > 0 else None)
-        x = window_reverse(windows.view(-1, ws, ws, c), ws, h, w)
-        if s > 0:
-            x = torch.roll(x, shifts=(s, s), dims=(1, 2))
+        if plan is not None:
+            order, inverse, groups = plan.orders[s]
+            windows = x.reshape(-1, c).index_select(0, order)  # (B*nW*ws², C): roll + partition
+            windows = self.attn.forward_grouped(windows, rpi_sa, groups, plan.class_masks)
+            x = windows.index_select(0, inverse)  # (B*H*W, C): reverse + roll back
+        else:
+            if s > 0:
+                x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
+            windows = window_partition(x, ws).view(-1, ws * ws, c)  # (B*nW, ws², C)
+            windows = self.attn(windows, rpi_sa, shift_mask if s > 0 else None)
+            x = window_reverse(windows.view(-1, ws, ws, c), ws, h, w)
+            if s > 0:
+                x = torch.roll(x, shifts=(s, s), dims=(1, 2))
 
         x = shortcut + self.drop_path(x.reshape(b, h * w, c)) + conv_x * self.conv_scale
         return x + self.drop_path(self.mlp(self.norm2(x)))
@@ -276,40 +438,52 @@ class OCAB(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self._bias_cache = None  # see _relative_bias
 
-    def _overlapping_windows(self, kv: torch.Tensor) -> torch.Tensor:
-        """(B, 2C, H, W) -> (2, B*nW, ows², C): zero-padded, stride-ws windows of size ows."""
-        ws, ows = self.window_size, self.overlap_win_size
-        b, c2, h, w = kv.shape
-        pad = (ows - ws) // 2
-        kv = F.pad(kv, (pad, pad, pad, pad))
-        # unfold == nn.Unfold(ows, stride=ws, padding=pad) as upstream, without the copy to
-        # (B, 2C*ows², nW) and back: (B, 2C, nH, nW, ows, ows)
-        patches = kv.unfold(2, ows, ws).unfold(3, ows, ws)
-        n_h, n_w = patches.shape[2], patches.shape[3]
-        patches = patches.reshape(b, 2, c2 // 2, n_h * n_w, ows * ows)
-        return patches.permute(1, 0, 3, 4, 2).reshape(2, b * n_h * n_w, ows * ows, c2 // 2)
+    def train(self, mode: bool = True):
+        self._bias_cache = None
+        return super().train(mode)
 
-    def forward(self, x: torch.Tensor, x_size: tuple[int, int], rpi_oca: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, x_size: tuple[int, int], rpi_oca: torch.Tensor,
+                plan: _WindowPlan | None = None) -> torch.Tensor:
+        """x (B, H*W, C). With a ``plan`` the fast path runs; without, upstream's steps."""
         h, w = x_size
         b, _, c = x.shape
-        ws, heads = self.window_size, self.num_heads
+        ws, ows, heads = self.window_size, self.overlap_win_size, self.num_heads
         shortcut = x
-        qkv = self.qkv(self.norm1(x)).view(b, h, w, 3, c)
-        q = window_partition(qkv[..., 0, :], ws).view(-1, ws * ws, c)  # (B*nW, ws², C)
-        kv = qkv[..., 1:, :].permute(0, 3, 4, 1, 2).reshape(b, 2 * c, h, w)  # (B, 2C, H, W)
-        k, v = self._overlapping_windows(kv)  # each (B*nW, ows², C)
+        if plan is None:
+            x = window_reverse(self._attend_reference(self.norm1(x), x_size, rpi_oca), ws, h, w)
+        else:
+            qkv = self.qkv(self.norm1(x)).view(-1, 3 * c)  # (B*H*W, 3C)
+            order, inverse, _ = plan.orders[0]
+            q = qkv[:, :c].index_select(0, order).view(-1, ws * ws, heads, c // heads).transpose(1, 2)
+            kv = torch.cat([qkv[:, c:], qkv.new_zeros(1, 2 * c)])  # (B*H*W + 1, 2C): last row = padding
+            kv = kv.index_select(0, plan.kv_index).view(-1, ows * ows, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
+            bias = _relative_bias(self, rpi_oca).to(q.dtype)  # (heads, ws², ows²)
+            out = _sdpa(q, kv[0], kv[1], bias.expand(q.shape[0], -1, -1, -1))
+            x = out.transpose(1, 2).reshape(-1, c).index_select(0, inverse)  # (B*H*W, C), image order
+        x = self.proj(x.reshape(b, h * w, c)) + shortcut
+        return x + self.mlp(self.norm2(x))
 
+    def _attend_reference(self, x: torch.Tensor, x_size: tuple[int, int], rpi_oca: torch.Tensor) -> torch.Tensor:
+        """Upstream's steps: qkv, window_partition of q, nn.Unfold of k and v over the
+        zero-padded map, attention. (B, H*W, C) -> (B*nW, ws, ws, C)."""
+        h, w = x_size
+        b, _, c = x.shape
+        ws, ows, heads = self.window_size, self.overlap_win_size, self.num_heads
+        qkv = self.qkv(x).reshape(b, h, w, 3, c).permute(3, 0, 4, 1, 2)  # (3, B, C, H, W)
+        q = window_partition(qkv[0].permute(0, 2, 3, 1), ws).view(-1, ws * ws, c)  # (B*nW, ws², C)
+        kv = torch.cat((qkv[1], qkv[2]), dim=1)  # (B, 2C, H, W)
+        kv = F.unfold(kv, kernel_size=ows, stride=ws, padding=(ows - ws) // 2)  # (B, 2C*ows², nW)
+        # rearrange 'b (nc ch owh oww) nw -> nc (b nw) (owh oww) ch'
+        kv = kv.view(b, 2, c, ows * ows, -1).permute(1, 0, 4, 3, 2).reshape(2, -1, ows * ows, c)
         b_, nq, _ = q.shape
-        q = q.view(b_, nq, heads, c // heads).transpose(1, 2)
-        k = k.reshape(b_, -1, heads, c // heads).transpose(1, 2)
-        v = v.reshape(b_, -1, heads, c // heads).transpose(1, 2)
+        q = q.reshape(b_, nq, heads, c // heads).permute(0, 2, 1, 3)
+        k = kv[0].reshape(b_, -1, heads, c // heads).permute(0, 2, 1, 3)
+        v = kv[1].reshape(b_, -1, heads, c // heads).permute(0, 2, 1, 3)
         bias = _gather_bias(self.relative_position_bias_table, rpi_oca)
         out = attention(q, k, v, bias, None, self.attn_impl)  # (B*nW, heads, ws², d)
-        out = out.transpose(1, 2).reshape(-1, ws, ws, c)
-        x = window_reverse(out, ws, h, w).reshape(b, h * w, c)
-        x = self.proj(x) + shortcut
-        return x + self.mlp(self.norm2(x))
+        return out.transpose(1, 2).reshape(b_, ws, ws, c)
 
 
 class AttenBlocks(nn.Module):
@@ -333,10 +507,10 @@ class AttenBlocks(nn.Module):
             return checkpoint(module, *args, use_reentrant=False)
         return module(*args)
 
-    def forward(self, x, x_size, rpi_sa, rpi_oca, shift_mask):
+    def forward(self, x, x_size, rpi_sa, rpi_oca, shift_mask, plan=None):
         for block in self.blocks:
-            x = self._run(block, x, x_size, rpi_sa, shift_mask)
-        return self._run(self.overlap_attn, x, x_size, rpi_oca)
+            x = self._run(block, x, x_size, rpi_sa, shift_mask, plan)
+        return self._run(self.overlap_attn, x, x_size, rpi_oca, plan)
 
 
 class RHAG(nn.Module):
@@ -347,12 +521,16 @@ class RHAG(nn.Module):
         self.residual_group = AttenBlocks(dim, **block_kwargs)
         self.conv = nn.Conv2d(dim, dim, 3, 1, 1) if resi_connection == "1conv" else nn.Identity()
 
-    def forward(self, x, x_size, rpi_sa, rpi_oca, shift_mask):
+    def forward(self, x, x_size, rpi_sa, rpi_oca, shift_mask, plan=None):
         h, w = x_size
         b, _, c = x.shape
-        y = self.residual_group(x, x_size, rpi_sa, rpi_oca, shift_mask)
-        y = self.conv(y.transpose(1, 2).reshape(b, c, h, w))  # tokens -> (B, C, H, W)
-        return y.flatten(2).transpose(1, 2) + x
+        y = self.residual_group(x, x_size, rpi_sa, rpi_oca, shift_mask, plan)
+        if plan is None:
+            y = self.conv(y.transpose(1, 2).reshape(b, c, h, w))  # tokens -> (B, C, H, W), upstream's copy
+            return y.flatten(2).transpose(1, 2) + x
+        # Tokens viewed as a channels_last map and back: no copies around the conv.
+        y = self.conv(y.view(b, h, w, c).permute(0, 3, 1, 2))
+        return y.permute(0, 2, 3, 1).reshape(b, h * w, c) + x
 
 
 class PatchEmbed(nn.Module):
@@ -398,8 +576,11 @@ class HAT(
 
     Input: (B, in_chans, H, W) in [0, 1] with H, W multiples of ``window_size`` (use
     :func:`sr_models.upscale_tensor` for any size). Output: (B, in_chans, sH, sW), not
-    clamped. Extra arguments beyond upstream: ``attn_impl`` ("sdpa" or "math") and
-    ``gradient_checkpointing``. ``img_size``, ``patch_size`` and ``ape`` are accepted so
+    clamped. Extra arguments beyond upstream: ``attn_impl`` ("sdpa" or "math"),
+    ``gradient_checkpointing``, and ``global_residual`` (off by default: add a bicubic
+    upscale of the input to the output, so the network learns only the missing detail;
+    no weights change, but tools that read official files do not know the flag).
+    ``img_size``, ``patch_size`` and ``ape`` are accepted so
     that official option files load; HAT is fully convolutional, so ``img_size`` does not
     matter, and only ``patch_size=1``, ``ape=False`` (every official model) are supported.
     """
@@ -428,6 +609,7 @@ class HAT(
         resi_connection: str = "1conv",
         attn_impl: str = "sdpa",
         gradient_checkpointing: bool = False,
+        global_residual: bool = False,
     ):
         super().__init__()
         depths, num_heads = list(depths), list(num_heads)
@@ -448,7 +630,10 @@ class HAT(
         self.register_buffer("relative_position_index_SA", relative_position_index_sa(window_size))
         self.register_buffer("relative_position_index_OCA",
                              relative_position_index_oca(window_size, overlap_win_size))
-        self._shift_masks: dict[tuple, torch.Tensor] = {}
+        self._shift_masks: dict[tuple, torch.Tensor] = {}  # reference path, per (H, W, device)
+        self._plans: dict[tuple, _WindowPlan] = {}  # fast path, per (B, H, W, device)
+        self.attn_impl = attn_impl  # selects the path of the whole model; see set_attn_impl
+        self.overlap_win_size = overlap_win_size
 
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         self.patch_embed = PatchEmbed(embed_dim, patch_norm)
@@ -469,6 +654,11 @@ class HAT(
         self.conv_last = nn.Conv2d(NUM_FEAT, in_chans, 3, 1, 1)
         self.apply(_init_weights)
         self.set_gradient_checkpointing(gradient_checkpointing)
+        self.global_residual = bool(global_residual)
+        if self.global_residual:
+            # Start exactly at bicubic: the last conv learns the detail from zero.
+            nn.init.zeros_(self.conv_last.weight)
+            nn.init.zeros_(self.conv_last.bias)
 
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         """Recompute each block's activations in backward (less memory, ~1.3x time)."""
@@ -476,7 +666,8 @@ class HAT(
             layer.residual_group.gradient_checkpointing = enabled
 
     def set_attn_impl(self, impl: str) -> None:
-        """Switch every attention layer between "sdpa" and "math" (same weights)."""
+        """Switch the whole model between the fast path ("sdpa") and upstream's step-by-step
+        reference path ("math"); same weights, outputs within float rounding."""
         _validate_config(attn_impl=impl)
         for module in self.modules():
             if hasattr(module, "attn_impl"):
@@ -489,14 +680,30 @@ class HAT(
             self._shift_masks[key] = shifted_window_mask(h, w, ws, ws // 2).to(device)
         return self._shift_masks[key]
 
+    def _plan(self, b: int, h: int, w: int, device: torch.device) -> _WindowPlan:
+        key = (b, h, w, device)
+        if key not in self._plans:
+            if len(self._plans) >= MAX_CACHED_PLANS:
+                self._plans.pop(next(iter(self._plans)))  # the oldest geometry
+            self._plans[key] = _WindowPlan(b, h, w, self.window_size, self.overlap_win_size, device)
+        return self._plans[key]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W). The fast path works on channels_last maps, whose
+        token view (B, H*W, C) is free; the reference path follows upstream's copies."""
         b, c, h, w = x.shape
-        shift_mask = self._shift_mask(h, w, x.device)
+        if self.attn_impl == "math":
+            shift_mask, plan = self._shift_mask(h, w, x.device), None
+        else:
+            shift_mask, plan = None, self._plan(b, h, w, x.device)
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.patch_embed(x)  # (B, H*W, C)
         for layer in self.layers:
-            x = layer(x, (h, w), self.relative_position_index_SA, self.relative_position_index_OCA, shift_mask)
+            x = layer(x, (h, w), self.relative_position_index_SA, self.relative_position_index_OCA, shift_mask, plan)
         x = self.norm(x)
-        return x.transpose(1, 2).reshape(b, c, h, w)
+        if plan is None:
+            return x.transpose(1, 2).reshape(b, c, h, w)
+        return x.view(b, h, w, c).permute(0, 3, 1, 2)  # channels_last view
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -506,10 +713,13 @@ class HAT(
                 "pad it, or use sr_models.upscale_tensor which pads and crops for you"
             )
         mean = self.mean.to(x.dtype)
+        lr = x
         x = (x - mean) * self.img_range
         x = self.conv_first(x)
         x = self.conv_after_body(self.forward_features(x)) + x
         x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
+        if self.global_residual:  # the body predicts the detail missing from bicubic
+            return x / self.img_range + self.bicubic_skip(lr)
         return x / self.img_range + mean
 
 
@@ -591,8 +801,8 @@ PRESETS: dict[str, dict] = {
     "hat-s": dict(_OFFICIAL, embed_dim=144, depths=[6] * 6, num_heads=[6] * 6, compress_ratio=24, squeeze_factor=24),
     "hat": dict(_OFFICIAL, embed_dim=180, depths=[6] * 6, num_heads=[6] * 6, compress_ratio=3, squeeze_factor=30),
     "hat-l": dict(_OFFICIAL, embed_dim=180, depths=[6] * 12, num_heads=[6] * 12, compress_ratio=3, squeeze_factor=30),
-    "hat-small": dict(_OFFICIAL, window_size=8, embed_dim=60, depths=[4] * 4, num_heads=[6] * 4,
-                      compress_ratio=6, squeeze_factor=15),
+    "hat-small": dict(_OFFICIAL, window_size=8, embed_dim=48, depths=[3] * 3, num_heads=[4] * 3,
+                      compress_ratio=4, squeeze_factor=12),
     "hat-tiny": dict(_OFFICIAL, window_size=8, embed_dim=24, depths=[2, 2], num_heads=[2, 2],
                      compress_ratio=3, squeeze_factor=4),
 }

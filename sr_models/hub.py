@@ -13,6 +13,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -58,6 +60,11 @@ class SRModelMixin(
         if name not in cls.presets:
             raise ValueError(f"unknown {cls.__name__} preset {name!r}; choose from {sorted(cls.presets)}")
         return cls(**{**cls.presets[name], "upscale": upscale, **overrides})
+
+    def bicubic_skip(self, lr: torch.Tensor) -> torch.Tensor:
+        """Bicubic upscale of the input, for models with ``global_residual`` (VDSR's global
+        skip: the network then only learns what bicubic misses, which trains much faster)."""
+        return F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
 
     @property
     def num_parameters(self) -> int:
