@@ -660,6 +660,8 @@ class HAT(
             nn.init.zeros_(self.conv_last.weight)
             nn.init.zeros_(self.conv_last.bias)
 
+    supports_gradient_checkpointing = True
+
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         """Recompute each block's activations in backward (less memory, ~1.3x time)."""
         for layer in self.layers:
@@ -714,13 +716,19 @@ class HAT(
             )
         mean = self.mean.to(x.dtype)
         lr = x
+        if self.attn_impl != "math":
+            # The fast path's token views are channels_last; starting there keeps every conv
+            # (head, body, upsampler) on the same layout, with no reorders in between.
+            x = x.contiguous(memory_format=torch.channels_last)
         x = (x - mean) * self.img_range
         x = self.conv_first(x)
         x = self.conv_after_body(self.forward_features(x)) + x
         x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
         if self.global_residual:  # the body predicts the detail missing from bicubic
-            return x / self.img_range + self.bicubic_skip(lr)
-        return x / self.img_range + mean
+            x = x / self.img_range + self.bicubic_skip(lr)
+        else:
+            x = x / self.img_range + mean
+        return x.contiguous()  # the usual layout, whichever path ran
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -51,6 +51,8 @@ class SRModelMixin(
     pad_multiple: int
     #: Named configurations of the architecture, set by each module below its class.
     presets: dict[str, dict] = {}
+    #: Whether ``set_gradient_checkpointing`` exists (the tiny ESPCN does not need it).
+    supports_gradient_checkpointing: bool = False
     card_info: CardInfo | None = None
     comparison_image: Image.Image | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
@@ -14,16 +15,26 @@ except ImportError:  # pragma: no cover - depends on the installed huggingface_h
 
 #: Files a model folder must hold to be worth publishing.
 REQUIRED_FILES = ("config.json", "model.safetensors", "README.md")
+#: Top-level entries of a training output folder that stay local: resumable checkpoints
+#: (optimizer state, GBs for HAT), tracker logs and the per-step validation grids.
+LOCAL_ONLY = ("checkpoint-*", "logs", "validation")
 
 
 class PublishError(Exception):
     """A publish that cannot go ahead; the message is one line and never holds a token."""
 
 
+def _published(path: Path, folder: Path) -> bool:
+    parts = path.relative_to(folder).parts
+    if any(part.startswith(".") for part in parts):
+        return False
+    return len(parts) == 1 or not any(fnmatch.fnmatch(parts[0], pattern) for pattern in LOCAL_ONLY)
+
+
 def folder_operations(folder: Path) -> list[CommitOperationAdd]:
-    """One add per file of the folder (recursive), hidden files and folders left out."""
-    files = sorted(p for p in folder.rglob("*")
-                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    """One add per file of the folder (recursive), without hidden files and the training
+    run's local-only folders (LOCAL_ONLY)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and _published(p, folder))
     return [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p)) for p in files]
 
 

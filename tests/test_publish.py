@@ -118,6 +118,12 @@ def saved(tmp_path):
                                                     comparison_image=Image.new("RGB", (8, 8)))
     (folder / ".cache").mkdir()
     (folder / ".cache" / "junk").write_text("local only")
+    # a training output folder also holds resumable checkpoints, logs and grids: not published
+    for local in ("checkpoint-500", "logs", "validation"):
+        (folder / local).mkdir()
+        (folder / local / "state.bin").write_bytes(b"\0" * 10)
+    (folder / "samples").mkdir()
+    (folder / "samples" / "face.png").write_bytes(b"png")
     return folder
 
 
@@ -134,7 +140,8 @@ def test_push_creates_the_repo_and_makes_one_commit_with_the_folder(saved, monke
     assert api.calls[1][0] == "create_branch" and api.calls[1][2]["branch"] == "v1"
     commits = [c for c in api.calls if c[0] == "create_commit"]
     assert len(commits) == 1
-    assert commits[0][2] == ["README.md", "comparison.png", "config.json", "model.safetensors", "model_card.json"]
+    assert commits[0][2] == ["README.md", "comparison.png", "config.json", "model.safetensors", "model_card.json",
+                             "samples/face.png"]
     assert commits[0][3]["revision"] == "v1" and commits[0][3]["commit_message"] == "first"
     out = capsys.readouterr()
     assert "hf_secret_token_value" not in out.out + out.err

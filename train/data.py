@@ -1,0 +1,424 @@
+"""Training data: streamed images in, (LR, HR) patch pairs out.
+
+Every source goes through one path: ``datasets.load_dataset(..., streaming=True)`` with the
+image column read undecoded (``Image(decode=False)``), so that this code, not the
+dataset's formatter, decodes each image and can skip a corrupt one instead of ending the
+stream. A Hub dataset (``--dataset_name``), a local folder laid out like a Hub dataset
+(parquet shards) and a plain folder of images (``--train_data_dir``, the ``imagefolder``
+builder) are all read this way.
+
+Default data: ``merkol/ffhq-256`` on the Hub, the 70,000 FFHQ faces (Karras et al., NVIDIA,
+CC BY-NC-SA 4.0) at 256x256 (as its name says; its card lists one ``image`` column, 70,000
+rows and 7.4 GB) in 15 parquet shards and a single ``train`` split. The mirror has no
+validation split, so when no ``--validation_data_dir`` is given the first
+``--max_eval_samples`` images of the unshuffled stream are held out (the first rows of
+shard 0) and the training stream drops every image with the same content (``image_id``),
+wherever the shuffle or the split across processes puts it.
+
+Pairs are made on the fly from each image, per the evaluation protocol: HR cropped to a
+multiple of the scale, LR by ``sr_models.metrics.degrade`` (PIL bicubic). The crop is drawn
+on the LR grid and the LR patch is cut from a degraded region wide enough to contain the
+bicubic kernel, so every LR patch equals the same crop of ``degrade(whole image)`` exactly,
+as in the usual SR pipelines that degrade first and crop aligned pairs. Then the same
+random flip / transpose (the 8 symmetries of the square) is applied to both.
+
+Images smaller than the HR patch are skipped and counted, not padded: padding would teach
+the model reflections that real inputs do not have. Undecodable images are skipped and
+counted too. Both are reported once, in the first pass over the data.
+
+Determinism: the stream order depends only on the seed, the epoch and the process's share
+of the data; each sample's crop and flips come from a generator seeded by
+(seed, process, epoch, position in the stream). A run resumed from (epoch, position)
+therefore sees exactly the samples the uninterrupted run would have seen, whatever the
+number of decoding threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import logging
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sr_models.metrics import crop_to_multiple, degrade
+
+logger = logging.getLogger(__name__)
+
+#: FFHQ at 256x256 (70,000 images, parquet, column "image"); see the module docstring.
+DEFAULT_DATASET = "merkol/ffhq-256"
+DEFAULT_IMAGE_COLUMN = "image"
+#: PIL's bicubic kernel reaches 2 output pixels to each side when it downscales; one more
+#: for the rounding of the window bounds. A region this many LR pixels wider than the patch
+#: degrades to exactly the pixels the whole image would give.
+KERNEL_MARGIN = 3
+#: The first pass logs each skipped image up to this many times, then only counts them.
+MAX_SKIP_WARNINGS = 20
+#: Errors PIL raises for files it cannot decode (truncated, not an image, bad header, too big).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+class DataError(Exception):
+    """A problem with the data the user pointed at: reported in one line, exit code 2."""
+
+
+class _Unusable(Exception):
+    """Why one image cannot give a training pair (it is skipped and counted)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def open_image_stream(*, dataset_name: str | None = None, dataset_config_name: str | None = None,
+                      data_dir: str | None = None, image_column: str = DEFAULT_IMAGE_COLUMN,
+                      split: str = "train", what: str = "--dataset_name"):
+    """A streaming ``IterableDataset`` with one undecoded image column.
+
+    ``data_dir`` selects the ``imagefolder`` builder (a folder of image files); otherwise
+    ``dataset_name`` is a Hub dataset id or a local folder laid out like one.
+    """
+    from datasets import Image as ImageFeature
+    from datasets import load_dataset
+
+    if data_dir is not None:
+        if not Path(data_dir).is_dir():
+            raise DataError(f"{what} {data_dir}: no such folder")
+        path, name, kwargs = "imagefolder", None, {"data_dir": str(data_dir)}
+        image_column = "image"  # the column imagefolder makes
+    else:
+        path, name, kwargs = dataset_name, dataset_config_name, {}
+    try:
+        ds = load_dataset(path, name, split=split, streaming=True, **kwargs)
+    except Exception as err:  # noqa: BLE001 - datasets raises many types for "cannot open"
+        where = data_dir if data_dir is not None else dataset_name
+        raise DataError(f"cannot open {what} {where!r}: {type(err).__name__}: {err}") from err
+    columns = list(ds.features) if ds.features is not None else None
+    if columns is not None and image_column not in columns:
+        raise DataError(f"{what} {dataset_name or data_dir!r} has no column {image_column!r} "
+                        f"(columns: {', '.join(columns)}); pick one with --image_column")
+    return ds.select_columns([image_column]).cast_column(image_column, ImageFeature(decode=False))
+
+
+def read_bytes(value: dict) -> bytes:
+    """Encoded bytes of an undecoded image value ``{"bytes": ..., "path": ...}``."""
+    if value.get("bytes") is not None:
+        return value["bytes"]
+    if value.get("path") is None:
+        raise _Unusable("corrupt", "neither bytes nor a path")
+    from datasets.utils.file_utils import xopen  # local paths and hf:// / remote URLs alike
+
+    try:
+        with xopen(value["path"], "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise _Unusable("corrupt", f"cannot read {value['path']}: {err}") from err
+
+
+def image_id(value: dict) -> str:
+    """What identifies an image: a hash of its bytes when the dataset stores them (parquet),
+    else its path (image folders). Used for the hold-out and the ``--log_image_ids`` audit."""
+    if value.get("bytes") is not None:
+        return "sha1:" + hashlib.sha1(value["bytes"]).hexdigest()[:20]
+    return str(value.get("path"))
+
+
+def decode_rgb(data: bytes) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()  # decode now, so a truncated file fails here and not in a later resize
+        return img if img.mode == "RGB" else img.convert("RGB")
+    except DECODE_ERRORS as err:
+        raise _Unusable("corrupt", f"{type(err).__name__}: {err}") from err
+
+
+@dataclass
+class Sources:
+    """This process's training stream, and the validation images (decoded, RGB)."""
+
+    train: object  # datasets.IterableDataset
+    validation: list[tuple[str, Image.Image]]
+    description: dict
+
+
+def prepare_sources(*, dataset_name, dataset_config_name, image_column, train_data_dir, validation_data_dir,
+                    max_train_samples, max_eval_samples, scale, seed, shuffle_buffer_size,
+                    rank, world_size) -> Sources:
+    """Open the training stream for process ``rank`` of ``world_size`` and the validation set."""
+    from datasets.distributed import split_dataset_by_node
+
+    if train_data_dir is not None:
+        raw = open_image_stream(data_dir=train_data_dir, what="--train_data_dir")
+        column, source = "image", f"imagefolder {train_data_dir}"
+    else:
+        raw = open_image_stream(dataset_name=dataset_name, dataset_config_name=dataset_config_name,
+                                image_column=image_column)
+        column = image_column
+        source = dataset_name + (f" ({dataset_config_name})" if dataset_config_name else "")
+
+    if validation_data_dir is not None:
+        val_raw = open_image_stream(data_dir=validation_data_dir, what="--validation_data_dir")
+        val_examples = [ex["image"] for ex in itertools.islice(val_raw, max_eval_samples)]
+        val_source = f"imagefolder {validation_data_dir} (first {len(val_examples)})"
+        val_name = Path(validation_data_dir).name
+    elif max_eval_samples:
+        # Held out from the training stream: its first images (before any shuffle), and
+        # every training image with the same content.
+        val_examples = [ex[column] for ex in raw.take(max_eval_samples)]
+        if len(val_examples) < max_eval_samples:
+            raise DataError(f"the training data has only {len(val_examples)} images and --max_eval_samples "
+                            f"{max_eval_samples} would hold out all of them for validation: pass "
+                            "--validation_data_dir, or a smaller --max_eval_samples")
+        held_out = {image_id(v) for v in val_examples}
+        raw = raw.filter(lambda v: image_id(v) not in held_out, input_columns=[column])
+        val_source = f"held out: the first {len(val_examples)} images of {source}, removed from training"
+        val_name = f"{source} (first {len(val_examples)} images, held out)"
+    else:
+        val_examples, val_source, val_name = [], "none", None
+
+    if max_train_samples is not None:
+        raw = raw.take(max_train_samples)
+    # Shuffle before splitting, with the same seed everywhere, so all processes agree on the
+    # order of shards and each keeps a disjoint share (whole shards when their number divides
+    # by the world size, else every world_size-th example). With --max_train_samples the
+    # split is by example: by shard, each process would take its share of N from its own
+    # shards, a different set of N images for each number of processes.
+    train = raw.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
+    if world_size > 1:
+        strategy = "examples" if max_train_samples is not None else "auto"
+        train = split_dataset_by_node(train, rank=rank, world_size=world_size, strategy=strategy)
+    validation, val_skipped = decode_validation(val_examples, scale)
+    description = {
+        "train_source": source,
+        "image_column": column,
+        "max_train_samples": max_train_samples,
+        "validation_source": val_source,
+        "validation_name": val_name,
+        "validation_images": len(validation),
+        "validation_skipped": val_skipped,
+    }
+    return Sources(train=train, validation=validation, description=description)
+
+
+def decode_validation(values: list[dict], scale: int) -> tuple[list[tuple[str, Image.Image]], int]:
+    """Decoded validation images cropped to a multiple of ``scale``; unusable ones are skipped.
+
+    SSIM's 11x11 window must fit after ``scale`` pixels of border are cropped on each side.
+    """
+    min_side = 11 + 2 * scale
+    images, skipped = [], 0
+    for value in values:
+        ident = image_id(value)
+        try:
+            img = crop_to_multiple(decode_rgb(read_bytes(value)), scale)
+        except (_Unusable, ValueError) as err:
+            logger.warning("validation image %s skipped: %s", ident, err)
+            skipped += 1
+            continue
+        if min(img.size) < min_side:
+            logger.warning("validation image %s skipped: %dx%d is smaller than %d px, the least the "
+                           "metrics need at x%d", ident, *img.size, min_side, scale)
+            skipped += 1
+            continue
+        images.append((ident, img))
+    return images, skipped
+
+
+# --------------------------------------------------------------------------- pairs
+
+
+def random_pair(hr: Image.Image, scale: int, hr_patch_size: int, rng: np.random.Generator, augment: bool = True):
+    """An aligned (LR, HR) patch pair from one RGB image, as uint8 arrays (h, w, 3).
+
+    The LR patch equals the same crop of ``degrade(hr, scale)``; see the module docstring.
+    ``augment`` applies a random flip / transpose (drawn after the position).
+    """
+    hr = crop_to_multiple(hr, scale)
+    lp = hr_patch_size // scale
+    lw, lh = hr.width // scale, hr.height // scale
+    if lw < lp or lh < lp:
+        raise _Unusable("too_small", f"{hr.width}x{hr.height} is smaller than the {hr_patch_size} px patch")
+    x, y = int(rng.integers(0, lw - lp + 1)), int(rng.integers(0, lh - lp + 1))
+    # The region to degrade, in LR pixels, clipped to the image like the whole-image resize.
+    x0, y0 = max(0, x - KERNEL_MARGIN), max(0, y - KERNEL_MARGIN)
+    x1, y1 = min(lw, x + lp + KERNEL_MARGIN), min(lh, y + lp + KERNEL_MARGIN)
+    lr_region = degrade(hr.crop((x0 * scale, y0 * scale, x1 * scale, y1 * scale)), scale)
+    lr = np.asarray(lr_region)[y - y0 : y - y0 + lp, x - x0 : x - x0 + lp]
+    hr_arr = np.asarray(hr.crop((x * scale, y * scale, (x + lp) * scale, (y + lp) * scale)))
+    if not augment:
+        return np.ascontiguousarray(lr), np.ascontiguousarray(hr_arr)
+    # The 8 symmetries of the square, the same for both (BasicSR's hflip / vflip / rot90).
+    if rng.random() < 0.5:
+        lr, hr_arr = lr[:, ::-1], hr_arr[:, ::-1]
+    if rng.random() < 0.5:
+        lr, hr_arr = lr[::-1], hr_arr[::-1]
+    if rng.random() < 0.5:
+        lr, hr_arr = lr.transpose(1, 0, 2), hr_arr.transpose(1, 0, 2)
+    return np.ascontiguousarray(lr), np.ascontiguousarray(hr_arr)
+
+
+@dataclass
+class Batch:
+    lr: torch.Tensor  # (B, 3, h, w) float in [0, 1]
+    hr: torch.Tensor  # (B, 3, s*h, s*w)
+    ids: list[str]
+
+
+@dataclass
+class _Result:
+    epoch: int
+    index: int | None  # None marks the end of an epoch
+    ident: str = ""
+    pair: tuple | None = None
+    skip: _Unusable | None = None
+
+
+@dataclass
+class LoaderState:
+    """Where a process is in its stream, and what it has skipped (saved in checkpoints)."""
+
+    epoch: int = 0
+    index: int = 0  # raw examples of `epoch` already consumed (used or skipped)
+    usable_in_epoch: int = 0
+    first_pass: dict = field(default_factory=lambda: {"usable": 0, "corrupt": 0, "too_small": 0})
+    epochs_completed: int = 0
+
+
+class PairLoader:
+    """Batches of random (LR, HR) pairs from one process's stream, forever (epoch after epoch).
+
+    Decoding, cropping and degrading run in ``num_workers`` threads (PIL releases the GIL
+    while it decodes and resizes) over an ordered look-ahead, so the order of the samples,
+    and with it an exact resume, does not depend on the number of threads.
+    """
+
+    def __init__(self, dataset, *, image_column: str, scale: int, hr_patch_size: int, batch_size: int,
+                 seed: int, rank: int, num_workers: int = 0, state: LoaderState | None = None,
+                 id_log: str | os.PathLike | None = None):
+        self.dataset = dataset
+        self.image_column = image_column
+        self.scale = scale
+        self.hr_patch_size = hr_patch_size
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.num_workers = num_workers
+        self.state = state or LoaderState()
+        self.id_log = Path(id_log) if id_log is not None else None
+        self._warnings = 0
+
+    # -- the raw stream, with positions
+
+    def _raw(self) -> Iterator[tuple[int, int | None, dict | None]]:
+        epoch, start = self.state.epoch, self.state.index
+        while True:
+            self.dataset.set_epoch(epoch)
+            # islice skips the consumed part of a resumed epoch without decoding it.
+            for index, example in enumerate(itertools.islice(iter(self.dataset), start, None), start):
+                yield epoch, index, example[self.image_column]
+            yield epoch, None, None
+            epoch, start = epoch + 1, 0
+
+    def _make(self, item) -> _Result:
+        epoch, index, value = item
+        if index is None:
+            return _Result(epoch, None)
+        ident = image_id(value)
+        rng = np.random.default_rng([self.seed, self.rank, epoch, index])
+        try:
+            pair = random_pair(decode_rgb(read_bytes(value)), self.scale, self.hr_patch_size, rng)
+        except _Unusable as err:
+            return _Result(epoch, index, ident, skip=err)
+        return _Result(epoch, index, ident, pair=pair)
+
+    def _results(self) -> Iterator[_Result]:
+        if self.num_workers == 0:
+            yield from map(self._make, self._raw())
+            return
+        pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="pairs")
+        pending: deque = deque()
+        lookahead = max(2 * self.batch_size, 4 * self.num_workers)
+        try:
+            for item in self._raw():
+                pending.append(pool.submit(self._make, item))
+                if len(pending) >= lookahead:
+                    yield pending.popleft().result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- bookkeeping
+
+    def _account(self, result: _Result, log) -> bool:
+        """Update the position and counters for one result; True if it is a usable pair."""
+        st = self.state
+        if result.index is None:  # end of an epoch
+            if st.usable_in_epoch == 0:
+                fp = st.first_pass
+                raise DataError(
+                    f"a whole pass over the training data gave no usable image (process {self.rank}: "
+                    f"{fp['corrupt']} undecodable, {fp['too_small']} smaller than the {self.hr_patch_size} px "
+                    "HR patch); check the data, or lower --hr_patch_size"
+                )
+            st.epoch, st.index, st.usable_in_epoch = result.epoch + 1, 0, 0
+            st.epochs_completed += 1
+            return False
+        st.epoch, st.index = result.epoch, result.index + 1
+        first_pass = result.epoch == 0
+        if log is not None:
+            log.write(f"{result.epoch}\t{result.index}\t{result.ident}\t{result.skip.reason if result.skip else 'ok'}\n")
+        if result.skip is not None:
+            if first_pass:
+                st.first_pass[result.skip.reason] += 1
+                self._warn_skip(result)
+            return False
+        st.usable_in_epoch += 1
+        if first_pass:
+            st.first_pass["usable"] += 1
+        return True
+
+    def _warn_skip(self, result: _Result) -> None:
+        self._warnings += 1
+        if self._warnings <= MAX_SKIP_WARNINGS:
+            what = "undecodable" if result.skip.reason == "corrupt" else "too small"
+            logger.warning("skipping %s image %s: %s", what, result.ident, result.skip)
+        if self._warnings == MAX_SKIP_WARNINGS:
+            logger.warning("further skipped images are counted, not logged")
+
+    def __iter__(self) -> Iterator[Batch]:
+        log = None
+        if self.id_log is not None:
+            self.id_log.parent.mkdir(parents=True, exist_ok=True)
+            log = open(self.id_log, "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
+        try:
+            lrs, hrs, ids = [], [], []
+            for result in self._results():
+                if not self._account(result, log):
+                    continue
+                lrs.append(result.pair[0])
+                hrs.append(result.pair[1])
+                ids.append(result.ident)
+                if len(lrs) == self.batch_size:
+                    if log is not None:
+                        log.flush()
+                    yield Batch(_to_tensor(lrs), _to_tensor(hrs), ids)
+                    lrs, hrs, ids = [], [], []
+        finally:
+            if log is not None:
+                log.close()
+
+
+def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
+    """uint8 (h, w, 3) arrays -> float (B, 3, h, w) in [0, 1]."""
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)

@@ -1,0 +1,47 @@
+"""Turn a finished training run into a bundled weights folder with its full model card.
+
+The training scripts already write the card (validation metrics on the held-out faces,
+training facts, comparison strip). This adds what only the bundled weights know: the
+data's licence (CelebA-HQ: non-commercial research) and the names of the held-out faces.
+
+    python weights/finalize.py runs/espcn-faces-x4 weights/espcn-faces-x4 data/faces256/val
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+from sr_models import load_model
+
+LICENCE_NOTE = (
+    "Code: Apache-2.0. **These weights were trained on CelebA-HQ photographs, which are "
+    "released for non-commercial research use only; the weights inherit that restriction.** "
+    "Held-out validation faces (not used for training): {held_out}."
+)
+
+
+def main(run_dir: str, target: str, val_dir: str) -> None:
+    model = load_model(run_dir)
+    if model.card_info is None:
+        raise SystemExit(f"{run_dir} has no model_card.json: was it written by train/espcn.py or train/hat.py?")
+    held_out = sorted(p.stem for p in Path(val_dir).glob("*.png"))
+    info = model.card_info
+    info.license, info.license_name = "other", "celeba-hq-non-commercial-research"
+    info.licence_note = LICENCE_NOTE.format(held_out=", ".join(held_out))
+    info.faces = True
+    info.training["dataset"] = f"CelebA-HQ faces at 256x256 ({info.training.get('train_images', '?')} images)"
+    for evaluation in info.evaluations:
+        evaluation["dataset"] = f"CelebA-HQ held-out faces ({len(held_out)}, 256x256)"
+    out = Path(target)
+    if out.exists():
+        shutil.rmtree(out)
+    model.save_pretrained(out, card_info=info)
+    for extra in ("metrics.json", "training_facts.json"):
+        if (Path(run_dir) / extra).is_file():
+            shutil.copy2(Path(run_dir) / extra, out / extra)
+    size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
+    print(f"{out}: {size:.1f} MB")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
