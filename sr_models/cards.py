@@ -7,6 +7,7 @@ weights in ``model_card.json``, so a reloaded model re-publishes the same card.
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -87,11 +88,16 @@ def _template_env() -> jinja2.Environment:
 
 
 def preset_of(model) -> str:
-    """The preset whose every field the model's config matches, else "custom"."""
+    """The preset the model's config matches, with the fields it changes from the class
+    defaults (e.g. "espcn + global_residual=True"), else "custom"."""
     config = model._hub_mixin_config or {}
+    defaults = {k: p.default for k, p in inspect.signature(type(model).__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
     for name, preset in type(model).presets.items():
         if all(config.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in preset.items()):
-            return name
+            changed = [f"{k}={v}" for k, v in config.items()
+                       if k in defaults and k not in preset and k != "upscale" and v != defaults[k]]
+            return " + ".join([name, *changed])
     return "custom"
 
 
@@ -105,6 +111,8 @@ def _format_value(key: str, value) -> str:
         return f"{value:,}"
     if key == "command":
         return f"`{value}`"
+    if key == "precision" and value == "no":
+        return "fp32"
     return str(value)
 
 
@@ -147,7 +155,7 @@ def render_model_card(model, info: CardInfo | None = None, *, comparison_image: 
     text = _template_env().get_template(f"{arch.lower()}.md").render(
         card_data=card_data.to_yaml(),
         title=f"{name}: {arch} x{model.scale} super-resolution",
-        summary=(f"A {arch} image super-resolution model (x{model.scale}) for the "
+        summary=(f"{'An' if arch[0] in 'AEIOU' else 'A'} {arch} image super-resolution model (x{model.scale}) for the "
                  f"[sr-models]({PROJECT_URL}) toolkit, which compares ESPCN and HAT."),
         architecture=arch,
         preset=preset_of(model),

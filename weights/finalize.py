@@ -20,6 +20,10 @@ LICENCE_NOTE = (
 )
 
 
+#: Where the project publishes the bundled weights (the Space's `models`).
+HUB_ORGANISATION = "sr-models"
+
+
 def main(run_dir: str, target: str, val_dir: str) -> None:
     model = load_model(run_dir)
     if model.card_info is None:
@@ -29,6 +33,7 @@ def main(run_dir: str, target: str, val_dir: str) -> None:
     info.license, info.license_name = "other", "celeba-hq-non-commercial-research"
     info.licence_note = LICENCE_NOTE.format(held_out=", ".join(held_out))
     info.faces = True
+    info.repo_id = f"{HUB_ORGANISATION}/{Path(target).name}"
     info.training["dataset"] = f"CelebA-HQ faces at 256x256 ({info.training.get('train_images', '?')} images)"
     for evaluation in info.evaluations:
         evaluation["dataset"] = f"CelebA-HQ held-out faces ({len(held_out)}, 256x256)"
