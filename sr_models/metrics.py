@@ -271,6 +271,14 @@ def _check_batch(sr: torch.Tensor, hr: torch.Tensor) -> None:
         raise ValueError(f"sr and hr are on different devices: {sr.device} and {hr.device}")
 
 
+def _batched(core, sr: torch.Tensor, hr: torch.Tensor, crop_border: int, y_channel: bool) -> torch.Tensor:
+    """Check a pair of batches, round both to uint8 levels, and apply a metric core."""
+    crop_border = _check_crop_border(crop_border)
+    _check_batch(sr, hr)
+    dtype = _compute_dtype(sr.device)
+    return core(_quantize(sr, dtype), _quantize(hr, dtype), crop_border, y_channel)
+
+
 @torch.no_grad()
 def psnr_batch(sr: torch.Tensor, hr: torch.Tensor, crop_border: int, y_channel: bool = True) -> torch.Tensor:
     """Per-image PSNR (dB) of float batches (B, 3, H, W) in [0, 1]; returns shape (B,).
@@ -278,10 +286,7 @@ def psnr_batch(sr: torch.Tensor, hr: torch.Tensor, crop_border: int, y_channel: 
     Applies the same uint8 rounding as :func:`psnr`, and computes in float64 on the
     inputs' device (float32 on MPS).
     """
-    crop_border = _check_crop_border(crop_border)
-    _check_batch(sr, hr)
-    dtype = _compute_dtype(sr.device)
-    return _psnr_core(_quantize(sr, dtype), _quantize(hr, dtype), crop_border, y_channel)
+    return _batched(_psnr_core, sr, hr, crop_border, y_channel)
 
 
 @torch.no_grad()
@@ -291,10 +296,7 @@ def ssim_batch(sr: torch.Tensor, hr: torch.Tensor, crop_border: int, y_channel: 
     Applies the same uint8 rounding as :func:`ssim`, and computes in float64 on the
     inputs' device (float32 on MPS).
     """
-    crop_border = _check_crop_border(crop_border)
-    _check_batch(sr, hr)
-    dtype = _compute_dtype(sr.device)
-    return _ssim_core(_quantize(sr, dtype), _quantize(hr, dtype), crop_border, y_channel)
+    return _batched(_ssim_core, sr, hr, crop_border, y_channel)
 
 
 def _pair(sr: ImageLike, hr: ImageLike):
