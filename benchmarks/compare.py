@@ -62,11 +62,15 @@ def latency_seconds(model, size: int, repeats: int) -> float:
 
 
 def peak_memory_mb(name: str, size: int) -> float:
-    """Peak RSS of a fresh process that loads the model and upscales one size² LR image."""
+    """Peak RSS of a fresh process that loads the model and upscales one size² LR image.
+
+    Read from VmHWM: ru_maxrss would carry over this (large) parent's peak through fork.
+    """
     code = (
-        "import resource, numpy as np, torch; from PIL import Image; from sr_models import load_model, upscale; "
+        "import numpy as np, torch; from PIL import Image; from sr_models import load_model, upscale; "
         f"m = load_model({name!r}); img = Image.fromarray(np.zeros(({size}, {size}, 3), np.uint8)); "
-        "upscale(m, img, device='cpu'); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "upscale(m, img, device='cpu'); "
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1]) / 1024
@@ -190,8 +194,9 @@ def markdown(report: dict) -> str:
     for name, t in report["training"].items():
         wall = f"{t['wall_time_s'] / 60:.0f} min" if t.get("wall_time_s") else "—"
         seen = f"{t['images_seen']:,}" if t.get("images_seen") else "—"
+        precision = {"no": "fp32"}.get(t.get("precision"), t.get("precision"))
         lines.append(f"| {name} | {t.get('steps') or '—'} | {seen} | {wall} | {t.get('hardware') or '—'} | "
-                     f"{t.get('precision') or '—'} |")
+                     f"{precision or '—'} |")
     lines += ["", "![PSNR vs latency](psnr_vs_latency.png)", "", "![Per-image PSNR](per_image_psnr.png)", "",
               "![Crops: LR | bicubic | " + " | ".join(cost) + " | HR](crops.png)", ""]
     return "\n".join(lines)

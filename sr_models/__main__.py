@@ -107,7 +107,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         hr_images = hr_images[: args.limit]
     if not hr_images:
         raise CommandError(f"no images in {args.hr}")
-    models = {name: load_model(name, scale=args.scale) for name in args.model}
+    models = {name: load_model(name, scale=args.scale) for name in args.model or ["espcn-faces", "hat-faces"]}
     bar = tqdm(total=len(hr_images), unit="img", disable=args.quiet)
     result = evaluate(models, hr_images, scale=args.scale, hr_size=args.hr_size, tile=args.tile,
                       device=args.device, dtype=args.dtype, on_image=lambda _: bar.update())
@@ -162,14 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("upscale", parents=[run], help="super-resolve image files, folders or globs")
     up.add_argument("inputs", nargs="+", help="image files, folders (recursive) or glob patterns")
     up.add_argument("-o", "--output", required=True, help="output folder (PNG files named <name>_x<scale>.png)")
-    up.add_argument("--model", required=True, help="preset, save_pretrained folder, Hub repo id or official .pth")
+    up.add_argument("--model", default="hat-faces",
+                    help="bundled weights (hat-faces, espcn-faces; the default is hat-faces), save_pretrained "
+                         "folder, Hub repo id, official .pth, or a preset (random weights)")
     up.add_argument("--tile-overlap", type=int, default=None, help="LR pixels shared by neighbouring tiles")
     up.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     up.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger inputs")
     up.set_defaults(func=cmd_upscale)
 
     ev = commands.add_parser("evaluate", parents=[run], help="PSNR / SSIM of bicubic and models on an HR folder")
-    ev.add_argument("--model", action="append", required=True, help="a model to evaluate (repeatable)")
+    ev.add_argument("--model", action="append", default=None,
+                    help="a model to evaluate (repeatable; default: espcn-faces and hat-faces)")
     ev.add_argument("--hr", required=True, help="folder of HR images")
     ev.add_argument("--scale", type=int, default=4)
     ev.add_argument("--hr-size", type=int, default=256, help="HR side after centre crop and resize; 0 keeps the size")

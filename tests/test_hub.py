@@ -113,3 +113,25 @@ def test_repo_id_loads_offline_from_the_local_cache(tmp_path):
     missing = subprocess.run([sys.executable, "-c", "from sr_models import load_model; load_model('someone/other')"],
                              env=env, capture_output=True, text=True)
     assert missing.returncode != 0 and "cannot fetch 'someone/other'" in missing.stderr
+
+
+@pytest.mark.parametrize("name,arch", [("espcn-faces", "ESPCN"), ("hat-faces", "HAT")])
+def test_bundled_weights_load_with_their_cards(name, arch):
+    model = load_model(name)
+    assert type(model).__name__ == arch and model.scale == 4 and not model.training
+    assert model.card_info.faces and "non-commercial" in model.card_info.licence_note
+    evaluation = model.card_info.evaluations[0]
+    assert evaluation["model"]["psnr"] > evaluation["bicubic"]["psnr"] + 1.0
+
+
+def test_env_var_overrides_bundled_weights_and_falls_back_offline(tmp_path):
+    ESPCN.from_preset("espcn-tiny").save_pretrained(tmp_path / "mine")
+    code = ("import logging; logging.basicConfig(); from sr_models.loading import load_bundled; "
+            "m, source = load_bundled('espcn-faces'); print(m.num_parameters, '|', source)")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SR_ESPCN_MODEL": str(tmp_path / "mine")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split("|")[0].strip() == str(ESPCN.from_preset("espcn-tiny").num_parameters)
+    assert "SR_ESPCN_MODEL" in out.stdout
+    env["SR_ESPCN_MODEL"] = "someone/not-cached"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "bundled weights/espcn-faces-x4" in out.stdout and "cannot be loaded" in out.stderr
