@@ -116,14 +116,18 @@ def super_resolve(lr: Image.Image, force_tiling: bool, progress=gr.Progress()) -
     return results
 
 
-def _save_downloads(outputs: dict[str, Image.Image]) -> list[str]:
-    """PNG files of each result in a folder of this request only (never a shared path)."""
+def _save_results(outputs: dict[str, Image.Image]) -> dict[str, str]:
+    """PNG file of each result in a folder of this request only (never a shared path).
+
+    The sliders get these paths rather than PIL images: Gradio caches a PIL output under
+    its content hash with a plain write, so two concurrent requests with the same result
+    could serve each other a half-written file; files are copied into the cache atomically.
+    """
     folder = Path(tempfile.mkdtemp(prefix="sr-models-"))
-    paths = []
+    paths = {}
     for method, image in outputs.items():
-        path = folder / f"{method.lower()}.png"
-        image.save(path)
-        paths.append(str(path))
+        paths[method] = str(folder / f"{method.lower()}.png")
+        image.save(paths[method])
     return paths
 
 
@@ -158,8 +162,9 @@ def compare(image_path: str | None, mode: str, left: str, right: str, force_tili
         best = HAT_NAME
         note = f"Upscaled {lr.width}x{lr.height} → {lr.width * scale}x{lr.height * scale} (x{scale})."
     headers = ["method", "seconds"] + (["PSNR-Y (dB)", "SSIM-Y"] if hr is not None else [])
-    return ((outputs[left], outputs[right]), (outputs[BICUBIC], outputs[best]),
-            {"headers": headers, "data": rows}, _save_downloads(outputs), note)
+    files = _save_results(outputs)
+    return ((files[left], files[right]), (files[BICUBIC], files[best]),
+            {"headers": headers, "data": rows}, list(files.values()), note)
 
 
 def build_demo() -> gr.Blocks:
@@ -187,8 +192,8 @@ def build_demo() -> gr.Blocks:
                 weights = gr.Markdown()
             with gr.Column(scale=2):
                 note = gr.Markdown()
-                pair = gr.ImageSlider(label="Left vs right", format="png", type="pil")
-                best = gr.ImageSlider(label="Bicubic vs the best model", format="png", type="pil")
+                pair = gr.ImageSlider(label="Left vs right", format="png", type="filepath")
+                best = gr.ImageSlider(label="Bicubic vs the best model", format="png", type="filepath")
                 table = gr.Dataframe(label="Time per method (and scores in benchmark mode)", interactive=False)
                 downloads = gr.File(label="Results (PNG)", file_count="multiple")
         # Models load on the first page view, not at import (a Space must start fast and
