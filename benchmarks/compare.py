@@ -64,16 +64,17 @@ def latency_seconds(model, size: int, repeats: int) -> float:
 def peak_memory_mb(name: str, size: int) -> float:
     """Peak RSS of a fresh process that loads the model and upscales one size² LR image.
 
-    Read from VmHWM: ru_maxrss would carry over this (large) parent's peak through fork.
+    Read from VmHWM, as every benchmark here does (benchmarks/peak_rss.py says why).
     """
     code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
         "import numpy as np, torch; from PIL import Image; from sr_models import load_model, upscale; "
+        "from peak_rss import peak_rss_mib; "
         f"m = load_model({name!r}); img = Image.fromarray(np.zeros(({size}, {size}, 3), np.uint8)); "
-        "upscale(m, img, device='cpu'); "
-        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
+        "upscale(m, img, device='cpu'); print(peak_rss_mib())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout.split()[-1]) / 1024
+    return float(out.stdout.split()[-1])
 
 
 def costs(models: dict, sizes: list[int], repeats: int) -> dict:

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# GPU check of the training scripts: train the full `hat` preset (20.8 M parameters) for a
-# few hundred steps the way the single-GPU recipe does (bf16, gradient accumulation,
-# gradient checkpointing, EMA, checkpoints, validation), then print it/s and peak GPU
-# memory; then the per-step benchmark with and without checkpointing.
+# GPU check, one short run: HAT inference (fast path vs the step-by-step reference, fp32 /
+# bf16 / fp16, PSNR against fp32, peak memory per forward, and which attention kernels CUDA
+# picks), then the training scripts: the full `hat` preset (20.8 M parameters) for a few
+# hundred steps the way the single-GPU recipe trains (bf16, gradient accumulation, gradient
+# checkpointing, EMA, checkpoints, validation), its it/s and peak GPU memory, and the
+# per-step benchmark with and without checkpointing.
 #
 #   bash benchmarks/gpu_check.sh            # STEPS=300 BATCH=4 ACCUM=2 MODEL=hat by default
 #   STEPS=100 bash benchmarks/gpu_check.sh
-#   DEVICE=cpu MODEL=hat-tiny STEPS=4 BATCH=2 bash benchmarks/gpu_check.sh   # dry run of this script
+#   DEVICE=cpu MODEL=hat-tiny STEPS=4 BATCH=2 INFER_PRESET=hat-tiny INFER_SIZES=32 REPEATS=1 \
+#       bash benchmarks/gpu_check.sh        # dry run of this script on a CPU
 #
 # Needs torch with CUDA, accelerate and datasets (pip install -r requirements.txt). The
 # images are generated here, so no network is needed. Takes a few minutes on one H100.
@@ -18,8 +21,11 @@ BATCH=${BATCH:-4}
 ACCUM=${ACCUM:-2}
 MODEL=${MODEL:-hat}
 DEVICE=${DEVICE:-cuda}
+INFER_PRESET=${INFER_PRESET:-hat-s}
+INFER_SIZES=${INFER_SIZES:-64 128 256}
+REPEATS=${REPEATS:-10}
 CONFIG=train/configs/$([ "$DEVICE" = cuda ] && echo single_gpu || echo cpu).yaml
-WORK=${WORK:-$(mktemp -d)}
+if [ -z "${WORK:-}" ]; then WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT; fi  # a given WORK is kept
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
 python3 -c "import torch, accelerate, datasets; assert '$DEVICE' != 'cuda' or torch.cuda.is_available()" || {
@@ -27,6 +33,28 @@ python3 -c "import torch, accelerate, datasets; assert '$DEVICE' != 'cuda' or to
     exit 2
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+
+# Inference: every variant interleaved per size; --all adds the reference path under autocast.
+# shellcheck disable=SC2086  # INFER_SIZES is a list
+python3 benchmarks/hat_speed.py --device "$DEVICE" --preset "$INFER_PRESET" --sizes $INFER_SIZES \
+    --repeats "$REPEATS" --all
+python3 - "$DEVICE" "$INFER_PRESET" <<'EOF'
+# The attention kernels each precision reaches (flash / memory-efficient / math fallback).
+import sys
+import torch
+from sr_models import HAT
+
+device, preset = torch.device(sys.argv[1]), sys.argv[2]
+model = HAT.from_preset(preset).to(device).eval()
+x = torch.rand(1, 3, 64, 64, device=device)
+dtypes = (torch.float32, torch.bfloat16) + ((torch.float16,) if device.type == "cuda" else ())
+for dtype in dtypes:
+    with torch.profiler.profile() as prof, torch.inference_mode(), \
+            torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        out = model(x)
+    kernels = sorted({e.key for e in prof.key_averages() if "attention" in e.key})
+    print(f"{preset} {str(dtype)[6:]:>8}: finite output {bool(out.isfinite().all())}; attention ops {kernels}")
+EOF
 
 # 64 training and 8 validation images of 256x256: smooth colour patterns with noise and
 # edges (FFHQ-sized), written as PNG.

@@ -5,7 +5,7 @@ A step is what ``train/common.py`` does per optimizer step: forward on random LR
 (under autocast for bf16 / fp16), the loss against random HR patches, backward, Adam.
 Each configuration runs in a fresh subprocess, so peaks do not leak into each other. Peak
 memory is ``torch.cuda.max_memory_allocated`` on a GPU, and on a CPU the process's peak
-resident set size (ru_maxrss) minus its size before the model was built. The time is the
+resident set size (VmHWM) minus its size before the model was built. The time is the
 median over ``--steps`` steps after ``--warmup`` steps.
 
     python benchmarks/train_step.py --model espcn hat-small --batch_size 4 --lr_size 64 --checkpointing both
@@ -16,20 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from peak_rss import peak_rss_mib, rss_mib
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `train` from a source checkout
-
-
-def _rss_kib() -> int:
-    """Current resident set size (KiB), from /proc (Linux)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() // 1024
 
 
 def measure(model_name: str, *, scale: int, batch_size: int, lr_size: int, precision: str, checkpointing: bool,
@@ -44,7 +39,7 @@ def measure(model_name: str, *, scale: int, batch_size: int, lr_size: int, preci
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
-    before = _rss_kib()
+    before = rss_mib()
     model = load_model(model_name, scale=scale).to(dev).train()
     if checkpointing:
         if not hasattr(model, "set_gradient_checkpointing"):
@@ -76,7 +71,7 @@ def measure(model_name: str, *, scale: int, batch_size: int, lr_size: int, preci
     if dev.type == "cuda":
         peak_mib, what = torch.cuda.max_memory_allocated(dev) / 2**20, "GPU allocated"
     else:
-        peak_mib, what = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024, "RSS over start"
+        peak_mib, what = peak_rss_mib() - before, "RSS over start"
     return {"model": model_name, "parameters": model.num_parameters, "scale": scale, "batch_size": batch_size,
             "lr_size": lr_size, "precision": precision, "gradient_checkpointing": checkpointing, "device": device,
             "seconds_per_step": round(statistics.median(times), 4), "steps_timed": steps,
