@@ -25,7 +25,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import statistics
 import time
 from contextlib import nullcontext
@@ -34,18 +33,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from machine import describe
 from sr_models import ESPCN
 
-
-def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 4096, runs: int = 7) -> float:
@@ -127,7 +117,7 @@ def main() -> None:
     model = ESPCN.from_preset(args.preset, upscale=args.scale).eval()
     x = torch.rand(1, 3, args.height, args.width, generator=torch.Generator().manual_seed(0))
     print(f"# ESPCN ({args.preset}) x{args.scale}, LR {args.width}x{args.height} -> "
-          f"{args.scale * args.width}x{args.scale * args.height}; {machine()}")
+          f"{args.scale * args.width}x{args.scale * args.height}; {describe()}")
 
     fp32_gflops = matmul_gflops(torch.float32)
     bf16_gflops = matmul_gflops(torch.bfloat16)
@@ -172,7 +162,7 @@ def main() -> None:
     print(f"# load average at the end: {os.getloadavg()[0]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "machine": machine(), "matmul_gflops": {"float32": fp32_gflops, "bfloat16": bf16_gflops},
+            "machine": describe(), "matmul_gflops": {"float32": fp32_gflops, "bfloat16": bf16_gflops},
             "macs_per_frame": macs, "roofline_fps": {"float32": roofline[None], "bfloat16": roofline[torch.bfloat16]},
             "results": rows}, indent=2))
 

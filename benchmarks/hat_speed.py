@@ -32,7 +32,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import time
 from contextlib import nullcontext
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from machine import describe
 from sr_models import HAT
 
 FACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces"
@@ -52,18 +52,6 @@ VARIANTS = {  # name: (attn_impl, autocast dtype or None)
     "math fp16": ("math", torch.float16),
 }
 
-
-def machine(device: torch.device = torch.device("cpu")) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    cpu = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
 
 
 def lr_image(size: int) -> tuple[torch.Tensor, str]:
@@ -130,7 +118,7 @@ def main() -> None:
         model = HAT.from_preset(args.preset, upscale=args.scale).eval().to(device)
     names = [n for n in VARIANTS if (args.all or not n.startswith("math ") or n == "math fp32")
              and (device.type == "cuda" or "fp16" not in n)]
-    print(f"# HAT inference, {args.preset} x{args.scale}, batch 1; {machine(device)}")
+    print(f"# HAT inference, {args.preset} x{args.scale}, batch 1; {describe(device)}")
     print(f"# {args.repeats} interleaved repeats after one warm-up call per variant; medians")
     results = []
     for size in args.sizes:
@@ -160,7 +148,7 @@ def main() -> None:
                   + ("" if row["finite"] else "  NON-FINITE OUTPUT"), flush=True)
     print(f"\n# load average at the end: {os.getloadavg()[0]:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(device), "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"machine": describe(device), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

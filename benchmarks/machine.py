@@ -1,0 +1,22 @@
+"""One line that says what a benchmark ran on, printed with every figure (timings on a shared
+CPU mean little without the core count, the thread count and the load)."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+
+def describe(device: torch.device = torch.device("cpu")) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
