@@ -153,7 +153,7 @@ def upscale_tiled(model: nn.Module, lr: torch.Tensor, tile: int, overlap: int,
             done += 1
             if progress is not None:
                 progress(done, total)
-    return out / weight
+    return out.div_(weight)  # in place: the output is the largest tensor here
 
 
 # --------------------------------------------------------------------------- devices
@@ -270,15 +270,21 @@ def _split_image(image: Image.Image) -> tuple[np.ndarray, Image.Image | None, st
 
 
 def _join_image(rgb: torch.Tensor, alpha: Image.Image | None, mode: str, value_range: float) -> Image.Image:
-    """Inverse of :func:`_split_image` for the (3, sH, sW) float output."""
-    arr = rgb.clamp(0, 1).permute(1, 2, 0).numpy()
-    if mode in ("L", "LA", "I;16"):
-        grey = arr.mean(axis=2)  # the three channels of a grey input stay (nearly) equal
+    """Inverse of :func:`_split_image` for the (3, sH, sW) float output, which it consumes:
+    it is scaled in place, so a 4096² output needs no float temporaries beside it."""
+    rgb = rgb.clamp_(0, 1)
+    grey = mode in ("L", "LA", "I;16")
+    if grey:
+        rgb = rgb.mean(dim=0, keepdim=True)  # the three channels of a grey input stay (nearly) equal
+    peak = value_range if mode == "I;16" else 255.0
+    levels = rgb.mul_(peak).round_().to(torch.int32 if mode == "I;16" else torch.uint8)
+    arr = levels.permute(1, 2, 0).contiguous().numpy()
+    if grey:
+        out = Image.fromarray(arr[..., 0].astype(np.uint16) if mode == "I;16" else arr[..., 0])
         if mode == "I;16":
-            return Image.fromarray(np.round(grey * value_range).astype(np.uint16))
-        out = Image.fromarray(np.round(grey * 255).astype(np.uint8))
+            return out
     else:
-        out = Image.fromarray(np.round(arr * 255).astype(np.uint8))
+        out = Image.fromarray(arr)
     if alpha is not None:
         out.putalpha(alpha.resize(out.size, Image.BICUBIC))
     return out.convert(mode) if out.mode != mode else out
@@ -326,12 +332,13 @@ def upscale(
         tile = auto_tile(model, h, w, device)
     elif tile is not None and (not isinstance(tile, int) or tile < model.pad_multiple):
         raise ValueError(f"tile={tile!r} is invalid: expected 'auto' or an integer >= {model.pad_multiple}")
-    with torch.inference_mode(), autocast_context(device, dtype):
-        if tile is None or (h <= tile and w <= tile):
-            sr = upscale_tensor(model, lr.to(device)).float().cpu()
-            if progress is not None:
-                progress(1, 1)
-        else:
-            overlap = default_tile_overlap(model) if tile_overlap is None else tile_overlap
-            sr = upscale_tiled(model, lr, tile, overlap, progress)
-    return _join_image(sr[0], alpha, mode, value_range)
+    with torch.inference_mode():
+        with autocast_context(device, dtype):
+            if tile is None or (h <= tile and w <= tile):
+                sr = upscale_tensor(model, lr.to(device)).float().cpu()
+                if progress is not None:
+                    progress(1, 1)
+            else:
+                overlap = default_tile_overlap(model) if tile_overlap is None else tile_overlap
+                sr = upscale_tiled(model, lr, tile, overlap, progress)
+        return _join_image(sr[0], alpha, mode, value_range)  # in place, hence inside inference mode
