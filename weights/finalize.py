@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from prepare_faces import MULTISCALE_SIZES
 from sr_models import load_model
 
 LICENCE_NOTE = (
@@ -34,7 +35,9 @@ def main(run_dir: str, target: str, val_dir: str) -> None:
     info.licence_note = LICENCE_NOTE.format(held_out=", ".join(held_out))
     info.faces = True
     info.repo_id = f"{HUB_ORGANISATION}/{Path(target).name}"
-    info.training["dataset"] = f"CelebA-HQ faces at 256x256 ({info.training.get('train_images', '?')} images)"
+    sizes = "/".join(map(str, MULTISCALE_SIZES))
+    info.training["dataset"] = (f"CelebA-HQ, {info.training.get('train_images', '?')} faces: at 256x256, then the same "
+                                f"faces at {sizes} px (scale augmentation, weights/prepare_faces.py)")
     for evaluation in info.evaluations:
         evaluation["dataset"] = f"CelebA-HQ held-out faces ({len(held_out)}, 256x256)"
     out = Path(target)

@@ -2,12 +2,15 @@
 
 Reads the CelebA-HQ photographs (1024x1024) from a folder, resizes each to the protocol's
 256x256 HR with PIL bicubic (antialiased), and splits them: every fifth face (sorted by
-file name, indices 4, 9, 14, ...) is held out for validation, the rest are for training.
+file name, indices 4, 9, 14, ...) is held out for validation (``val/``), the rest are for
+training (``train/``). ``train_multiscale/`` holds the training faces again at 256, 320
+and 384 pixels: scale augmentation (as in the multi-scale DF2K sets of Real-ESRGAN), used
+by the second stage of the bundled HAT's training; the held-out faces are never in it.
 
     python weights/prepare_faces.py ../shared/data/faces data/faces256
 """
 
-import sys
+import argparse
 from pathlib import Path
 
 from sr_models.evaluation import find_images, prepare_hr
@@ -15,22 +18,32 @@ from sr_models.pipeline import load_image
 
 HR_SIZE = 256
 HOLD_OUT_EVERY = 5
+MULTISCALE_SIZES = (256, 320, 384)
 
 
 def main(source: str, target: str) -> None:
     faces = find_images(source)
     if not faces:
-        raise SystemExit(f"no images in {source}")
-    for split in ("train", "val"):
-        (Path(target) / split).mkdir(parents=True, exist_ok=True)
+        raise SystemExit(f"prepare_faces: no images in {source}")
+    out = Path(target)
+    for split in ("train", "val", "train_multiscale"):
+        (out / split).mkdir(parents=True, exist_ok=True)
     for i, path in enumerate(faces):
-        split = "val" if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1 else "train"
-        hr = prepare_hr(load_image(path), scale=4, hr_size=HR_SIZE)
-        hr.save(Path(target) / split / f"{path.stem}.png")
-    for split in ("train", "val"):
-        names = sorted(p.stem for p in (Path(target) / split).glob("*.png"))
-        print(f"{split}: {len(names)} faces" + (f": {', '.join(names)}" if split == "val" else ""))
+        image = load_image(path)
+        if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1:
+            prepare_hr(image, scale=4, hr_size=HR_SIZE).save(out / "val" / f"{path.stem}.png")
+            continue
+        prepare_hr(image, scale=4, hr_size=HR_SIZE).save(out / "train" / f"{path.stem}.png")
+        for size in MULTISCALE_SIZES:
+            prepare_hr(image, scale=4, hr_size=size).save(out / "train_multiscale" / f"{path.stem}_{size}.png")
+    for split in ("train", "val", "train_multiscale"):
+        names = sorted(p.stem for p in (out / split).glob("*.png"))
+        print(f"{split}: {len(names)} images" + (f": {', '.join(names)}" if split == "val" else ""))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="folder of the 1024x1024 face photographs")
+    parser.add_argument("target", help="output folder (train/, val/, train_multiscale/ are created)")
+    args = parser.parse_args()
+    main(args.source, args.target)
