@@ -37,7 +37,6 @@ from machine import describe
 from sr_models import ESPCN
 
 
-
 def matmul_gflops(dtype: torch.dtype, n: int = 4096, runs: int = 7) -> float:
     """Best GFLOP/s of ``runs`` n x n x n torch.mm (2 n³ FLOPs): the attainable peak (a
     busy machine can only slow a run down, so the best run is the least disturbed)."""

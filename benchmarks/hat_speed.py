@@ -53,7 +53,6 @@ VARIANTS = {  # name: (attn_impl, autocast dtype or None)
 }
 
 
-
 def lr_image(size: int) -> tuple[torch.Tensor, str]:
     """(1, 3, size, size) in [0, 1]: a face photograph if available, else seeded noise."""
     photos = sorted(FACES.glob("*.jpg")) if FACES.is_dir() else []

@@ -34,43 +34,49 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from machine import describe
 from peak_rss import peak_rss_mib, reset_peak, rss_mib
 
 MMAP_THRESHOLD = "65536"
 
 
-def measure(preset: str, batch: int, lr_size: int, checkpointing: bool, steps: int, attn_impl: str) -> dict:
-    """In the child: one warm-up step, then ``steps`` measured steps."""
+def make_step(preset: str, batch: int, lr_size: int, attn_impl: str):
+    """A HAT model, Adam and random patches; returns step(checkpointing) -> seconds of one
+    optimizer step (forward, L1 loss, backward, update)."""
     import torch
 
     from sr_models import HAT
 
     torch.manual_seed(0)
     model = HAT.from_preset(preset, upscale=4, attn_impl=attn_impl).train()
-    model.set_gradient_checkpointing(checkpointing)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.9, 0.99))
     lr = torch.rand(batch, 3, lr_size, lr_size)
     hr = torch.rand(batch, 3, 4 * lr_size, 4 * lr_size)
 
-    def step() -> float:
+    def step(checkpointing: bool) -> float:
+        model.set_gradient_checkpointing(checkpointing)
         start = time.perf_counter()
-        loss = torch.nn.functional.l1_loss(model(lr), hr)
-        loss.backward()
+        torch.nn.functional.l1_loss(model(lr), hr).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - start
 
-    warmup = step()
+    return step
+
+
+def measure(preset: str, batch: int, lr_size: int, checkpointing: bool, steps: int, attn_impl: str) -> dict:
+    """In the child: one warm-up step, then ``steps`` measured steps."""
+    step = make_step(preset, batch, lr_size, attn_impl)
+    warmup = step(checkpointing)
     reset_peak()
     before = rss_mib()
-    times = [step() for _ in range(steps)]
+    times = [step(checkpointing) for _ in range(steps)]
     peak = peak_rss_mib()
     return {"preset": preset, "batch": batch, "lr_size": lr_size, "checkpointing": checkpointing,
             "attn_impl": attn_impl, "step_mb": peak - before, "process_mb": peak,
@@ -106,11 +112,8 @@ def main() -> None:
                                  args.attn_impl)))
         return
 
-    import torch
-
     print(f"# HAT training step, {args.preset} x4, batch {args.batch}, LR {args.lr_size}², attn_impl="
-          f"{args.attn_impl}, Adam, float32; {platform.machine()} CPU, {os.cpu_count()} cores, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}")
+          f"{args.attn_impl}, Adam, float32; {describe()}")
     print(f"{'round':>5} {'checkpointing':>13} {'step MB':>8} {'process MB':>10}")
     rows = []
     for r in range(args.repeats):
@@ -142,24 +145,7 @@ def main() -> None:
 
 def interleaved_times(args) -> dict[bool, list[float]]:
     """Seconds per step with checkpointing off and on, alternating on one model."""
-    import torch
-
-    from sr_models import HAT
-
-    torch.manual_seed(0)
-    model = HAT.from_preset(args.preset, upscale=4, attn_impl=args.attn_impl).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.9, 0.99))
-    lr = torch.rand(args.batch, 3, args.lr_size, args.lr_size)
-    hr = torch.rand(args.batch, 3, 4 * args.lr_size, 4 * args.lr_size)
-
-    def step(checkpointing: bool) -> float:
-        model.set_gradient_checkpointing(checkpointing)
-        start = time.perf_counter()
-        torch.nn.functional.l1_loss(model(lr), hr).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
-
+    step = make_step(args.preset, args.batch, args.lr_size, args.attn_impl)
     step(False), step(True)
     times = {False: [], True: []}
     for _ in range(args.time_steps):

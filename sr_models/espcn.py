@@ -71,7 +71,7 @@ class ESPCN(SRModelMixin, tags=["espcn", "cnn"], paper_url="https://arxiv.org/ab
     def forward(self, x):
         if x.device.type == "cpu":
             # oneDNN convolves channels_last (NHWC) maps natively; from NCHW every layer
-            # reorders its input and output. 1.27x per 1080p frame on a 2-core CPU
+            # reorders its input and output. About 1.3x per 1080p frame on a 2-core CPU
             # (benchmarks/espcn_speed.py); the output is returned in the usual layout.
             out = self.upsample(self.body(x.contiguous(memory_format=torch.channels_last))).contiguous()
         else:

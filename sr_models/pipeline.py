@@ -273,18 +273,13 @@ def _join_image(rgb: torch.Tensor, alpha: Image.Image | None, mode: str, value_r
     """Inverse of :func:`_split_image` for the (3, sH, sW) float output, which it consumes:
     it is scaled in place, so a 4096² output needs no float temporaries beside it."""
     rgb = rgb.clamp_(0, 1)
-    grey = mode in ("L", "LA", "I;16")
-    if grey:
+    if mode in ("L", "LA", "I;16"):
         rgb = rgb.mean(dim=0, keepdim=True)  # the three channels of a grey input stay (nearly) equal
-    peak = value_range if mode == "I;16" else 255.0
-    levels = rgb.mul_(peak).round_().to(torch.int32 if mode == "I;16" else torch.uint8)
-    arr = levels.permute(1, 2, 0).contiguous().numpy()
-    if grey:
-        out = Image.fromarray(arr[..., 0].astype(np.uint16) if mode == "I;16" else arr[..., 0])
-        if mode == "I;16":
-            return out
-    else:
-        out = Image.fromarray(arr)
+    if mode == "I;16":
+        levels = rgb.mul_(value_range).round_().to(torch.int32)[0].numpy()
+        return Image.fromarray(levels.astype(np.uint16))
+    arr = rgb.mul_(255).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    out = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
     if alpha is not None:
         out.putalpha(alpha.resize(out.size, Image.BICUBIC))
     return out.convert(mode) if out.mode != mode else out

@@ -30,12 +30,14 @@ def main(source: str, target: str) -> None:
         (out / split).mkdir(parents=True, exist_ok=True)
     for i, path in enumerate(faces):
         image = load_image(path)
+        hr = prepare_hr(image, scale=4, hr_size=HR_SIZE)
         if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1:
-            prepare_hr(image, scale=4, hr_size=HR_SIZE).save(out / "val" / f"{path.stem}.png")
+            hr.save(out / "val" / f"{path.stem}.png")
             continue
-        prepare_hr(image, scale=4, hr_size=HR_SIZE).save(out / "train" / f"{path.stem}.png")
+        hr.save(out / "train" / f"{path.stem}.png")
         for size in MULTISCALE_SIZES:
-            prepare_hr(image, scale=4, hr_size=size).save(out / "train_multiscale" / f"{path.stem}_{size}.png")
+            scaled = hr if size == HR_SIZE else prepare_hr(image, scale=4, hr_size=size)
+            scaled.save(out / "train_multiscale" / f"{path.stem}_{size}.png")
     for split in ("train", "val", "train_multiscale"):
         names = sorted(p.stem for p in (out / split).glob("*.png"))
         print(f"{split}: {len(names)} images" + (f": {', '.join(names)}" if split == "val" else ""))
