@@ -29,7 +29,8 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from sr_models import load_model, upscale, upscale_tensor
-from sr_models.evaluation import BICUBIC, PROTOCOL, evaluate, find_images, prepare_hr
+from sr_models.constants import PROTOCOL
+from sr_models.evaluation import BICUBIC, evaluate, find_images, prepare_hr
 from sr_models.metrics import bicubic_upscale, degrade
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .evaluation import IMAGE_SUFFIXES, evaluate, find_images
-from .hat import OfficialCheckpointError, load_official
+from .convert_hat import OfficialCheckpointError, load_official
 from .loading import load_model
 from .pipeline import DEFAULT_MAX_PIXELS, DTYPES, ImageInputError, upscale
 from .publish import PublishError, push_folder
@@ -121,7 +121,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    config = {k: v for k, v in (model._hub_mixin_config or {}).items()}
+    config = model.config
     print(f"model:        {args.model}")
     print(f"architecture: {type(model).__name__}")
     print(f"scale:        x{model.scale}")

@@ -15,13 +15,7 @@ from pathlib import Path
 import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .evaluation import PROTOCOL
-
-PROJECT_URL = "https://github.com/sr-models/sr-models"
-CARD_INFO_FILE = "model_card.json"
-COMPARISON_IMAGE_FILE = "comparison.png"
-LIBRARY_NAME = "sr-models"
-BASE_TAGS = ["super-resolution", "image-to-image", "sr-models"]
+from .constants import BASE_TAGS, LIBRARY_NAME, PROJECT_URL, PROTOCOL
 
 # Installed wheels carry the templates inside the package; a source checkout has them at
 # the project root.
@@ -90,7 +84,7 @@ def _template_env() -> jinja2.Environment:
 def preset_of(model) -> str:
     """The preset the model's config matches, with the fields it changes from the class
     defaults (e.g. "espcn + global_residual=True"), else "custom"."""
-    config = model._hub_mixin_config or {}
+    config = model.config
     defaults = {k: p.default for k, p in inspect.signature(type(model).__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
     for name, preset in type(model).presets.items():
@@ -162,7 +156,7 @@ def render_model_card(model, info: CardInfo | None = None, *, comparison_image: 
         scale=model.scale,
         parameters=model.num_parameters,
         pad_multiple=model.pad_multiple,
-        config=model._hub_mixin_config or {},
+        config=model.config,
         project_url=PROJECT_URL,
         repo_id=info.repo_id or "path/to/this/folder",
         space_url=info.space_url,

@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image
 from torch import nn
 
+from .constants import PROTOCOL
 from .metrics import bicubic_upscale, crop_to_multiple, degrade, psnr, ssim
 from .pipeline import load_image, upscale
 
@@ -25,9 +26,6 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 BICUBIC = "bicubic"
-PROTOCOL = ("LR = PIL bicubic downscale of HR (cropped to a multiple of the scale); "
-            "PSNR / SSIM on Y (BT.601) of uint8 images, border of `scale` pixels cropped, "
-            "SSIM with an 11x11 Gaussian window (sigma 1.5) on the valid region; mean over images")
 
 
 def find_images(folder: str | Path) -> list[Path]:
@@ -49,6 +47,12 @@ def prepare_hr(image: Image.Image, scale: int, hr_size: int | None = None) -> Im
         if side != hr_size:
             image = image.resize((hr_size, hr_size), Image.BICUBIC)
     return crop_to_multiple(image, scale)
+
+
+def score_image(sr: Image.Image, hr: Image.Image, scale: int) -> dict[str, float]:
+    """PSNR-Y and SSIM-Y of one output against its HR image under the protocol
+    (border of ``scale`` pixels cropped): the one scorer of the CLI, the app and the study."""
+    return {"psnr": psnr(sr, hr, crop_border=scale), "ssim": ssim(sr, hr, crop_border=scale)}
 
 
 @dataclass
@@ -141,8 +145,9 @@ def evaluate(
             outputs[name] = upscale(model, lr, **upscale_kwargs)
             methods[name].seconds.append(time.perf_counter() - start)
         for name, sr in outputs.items():
-            methods[name].psnr.append(psnr(sr, hr, crop_border=scale))
-            methods[name].ssim.append(ssim(sr, hr, crop_border=scale))
+            scores = score_image(sr, hr, scale)
+            methods[name].psnr.append(scores["psnr"])
+            methods[name].ssim.append(scores["ssim"])
         names.append(str(path))
         if on_image is not None:
             on_image(str(path))

@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from huggingface_hub import ModelCard, PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
@@ -18,12 +19,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .cards import BASE_TAGS, CARD_INFO_FILE, COMPARISON_IMAGE_FILE, LIBRARY_NAME, PROJECT_URL, CardInfo, render_model_card
+if TYPE_CHECKING:  # the card renderer (jinja2, evaluation facts) is imported only to save a card
+    from .cards import CardInfo
+
+from .constants import ARCHITECTURE_KEY, BASE_TAGS, CARD_INFO_FILE, COMPARISON_IMAGE_FILE, LIBRARY_NAME, PROJECT_URL
 
 logger = logging.getLogger(__name__)
 
-#: Key added to config.json so that a folder or repo says which class it holds.
-ARCHITECTURE_KEY = "architecture"
 
 
 class WeightsMismatchError(RuntimeError):
@@ -69,11 +71,18 @@ class SRModelMixin(
         return F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
 
     @property
+    def config(self) -> dict:
+        """The constructor arguments (JSON-able), as written to config.json."""
+        return dict(self._hub_mixin_config or {})
+
+    @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
         """The real card (the mixin's default is a generic template)."""
+        from .cards import render_model_card
+
         image = COMPARISON_IMAGE_FILE if self.comparison_image is not None else None
         return render_model_card(self, self.card_info, comparison_image=image)
 
@@ -86,7 +95,9 @@ class SRModelMixin(
             self.card_info = card_info
         if comparison_image is not None:
             self.comparison_image = comparison_image
-        config = dict(config if config is not None else (self._hub_mixin_config or {}))
+        from .cards import CardInfo
+
+        config = dict(config if config is not None else self.config)
         config[ARCHITECTURE_KEY] = type(self).__name__
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
@@ -110,6 +121,8 @@ class SRModelMixin(
             raise WeightsMismatchError(f"weights in {model_id!r} do not fit {cls.__name__}: {err}") from err
         info = _optional_file(model_id, CARD_INFO_FILE, kwargs)
         if info is not None:
+            from .cards import CardInfo
+
             model.card_info = CardInfo.from_json(info.read_text())
         image = _optional_file(model_id, COMPARISON_IMAGE_FILE, kwargs)
         if image is not None:

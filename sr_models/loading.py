@@ -11,7 +11,8 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from .espcn import ESPCN
-from .hat import HAT, load_official
+from .convert_hat import load_official
+from .hat import HAT
 from .hub import SRModelMixin, architecture_of
 
 logger = logging.getLogger(__name__)

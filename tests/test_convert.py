@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from conftest import load_reference, official_layouts
 from sr_models import HAT, load_model, load_official, upscale_tensor
 from sr_models.__main__ import main
-from sr_models.hat import OfficialCheckpointError, infer_config
+from sr_models.convert_hat import OfficialCheckpointError, infer_config
 
 
 def _official_pth(path, weights, wrapper="params_ema", prefix="module."):

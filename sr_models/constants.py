@@ -1,0 +1,25 @@
+"""Names said once for the whole library: Hub metadata, file names, the evaluation protocol.
+
+A leaf module (imports nothing of the package), so that the model base class, the card
+renderer, the evaluation code and the scripts can all read the same values.
+"""
+
+#: Library name on the Hub (model cards' ``library_name``) and the project's home.
+LIBRARY_NAME = "sr-models"
+PROJECT_URL = "https://github.com/sr-models/sr-models"
+#: Hub organisation the bundled weights are published under.
+HUB_ORGANISATION = "sr-models"
+#: Tags every model card carries; each architecture adds its own.
+BASE_TAGS = ["super-resolution", "image-to-image", "sr-models"]
+
+#: Key added to config.json so that a folder or repo says which class it holds.
+ARCHITECTURE_KEY = "architecture"
+#: Files written beside the weights by ``save_pretrained`` (besides config.json,
+#: model.safetensors and README.md).
+CARD_INFO_FILE = "model_card.json"
+COMPARISON_IMAGE_FILE = "comparison.png"
+
+#: The evaluation protocol every score in this project follows (cards, CLI, study).
+PROTOCOL = ("LR = PIL bicubic downscale of HR (cropped to a multiple of the scale); "
+            "PSNR / SSIM on Y (BT.601) of uint8 images, border of `scale` pixels cropped, "
+            "SSIM with an 11x11 Gaussian window (sigma 1.5) on the valid region; mean over images")

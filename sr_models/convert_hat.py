@@ -1,0 +1,162 @@
+"""Official HAT checkpoints (XPixelGroup/HAT, BasicSR ``.pth``) -> :class:`~sr_models.hat.HAT`.
+
+One pure path: read the tensors (``weights_only``: a pickle that would run code is
+refused), unwrap ``params_ema`` / ``params``, strip ``module.``, infer the configuration
+from tensor shapes, check every key and shape, load strictly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from .hat import HAT, NUM_FEAT
+
+logger = logging.getLogger(__name__)
+
+_KEY_PREFIX = "module."
+_BLOCK_KEY = re.compile(r"layers\.(\d+)\.residual_group\.blocks\.(\d+)\.")
+
+
+class OfficialCheckpointError(ValueError):
+    """An official HAT checkpoint that cannot be read, inferred or matched."""
+
+
+def read_official_state_dict(source: str | os.PathLike | Mapping) -> dict[str, torch.Tensor]:
+    """Tensors of an official checkpoint: ``.pth`` (weights only) or ``.safetensors``,
+    unwrapped from ``params_ema`` / ``params`` and stripped of ``module.``."""
+    if isinstance(source, Mapping):
+        state = dict(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise OfficialCheckpointError(f"no such checkpoint file: {path}")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            try:
+                # weights_only: tensors and plain containers only; a pickle that would run code
+                # (or build arbitrary objects) is refused before anything executes.
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError as err:
+                raise OfficialCheckpointError(
+                    f"{path} cannot be read as plain weights: it is not a PyTorch weights file, or it "
+                    "holds pickled objects beyond tensors; refusing to unpickle it"
+                ) from err
+            except Exception as err:  # zip / format errors from torch.load
+                raise OfficialCheckpointError(f"cannot read {path} as a PyTorch checkpoint: {err}") from err
+    for wrapper in ("params_ema", "params"):
+        if isinstance(state.get(wrapper), Mapping):
+            state = dict(state[wrapper])
+            break
+    state = {(k[len(_KEY_PREFIX):] if k.startswith(_KEY_PREFIX) else k): v for k, v in state.items()}
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise OfficialCheckpointError(f"checkpoint entries are not tensors: {bad[:5]}")
+    if "conv_first.weight" not in state:
+        raise OfficialCheckpointError(
+            "not an official HAT state dict: 'conv_first.weight' is missing "
+            f"(top-level keys: {sorted(state)[:8]})"
+        )
+    return state
+
+
+def infer_config(state: Mapping[str, torch.Tensor]) -> tuple[dict, list[str]]:
+    """Constructor arguments implied by the tensor shapes of an official state dict.
+
+    Returns (config, notes): ``notes`` lists each value the shapes cannot tell (the
+    upstream default is used). Ratios are exact when the division is; otherwise the
+    value returned builds the same shapes (e.g. embed_dim 144 // compress_ratio 24 == 6).
+    """
+    def shape(key):
+        if key not in state:
+            raise OfficialCheckpointError(f"cannot infer the configuration: key {key!r} is missing")
+        return tuple(state[key].shape)
+
+    embed_dim, in_chans = shape("conv_first.weight")[:2]
+    depths_by_layer: dict[int, int] = {}
+    for key in state:
+        m = _BLOCK_KEY.match(key)
+        if m:
+            layer, block = int(m.group(1)), int(m.group(2))
+            depths_by_layer[layer] = max(depths_by_layer.get(layer, 0), block + 1)
+    if not depths_by_layer or sorted(depths_by_layer) != list(range(len(depths_by_layer))):
+        raise OfficialCheckpointError("cannot infer depths: residual groups are missing or not numbered 0..n-1")
+    depths = [depths_by_layer[i] for i in range(len(depths_by_layer))]
+    num_heads = [shape(f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table")[1]
+                 for i in range(len(depths))]
+
+    table_rows = shape("layers.0.residual_group.blocks.0.attn.relative_position_bias_table")[0]
+    window_size = (math.isqrt(table_rows) + 1) // 2
+    if (2 * window_size - 1) ** 2 != table_rows:
+        raise OfficialCheckpointError(f"window bias table has {table_rows} rows, not (2*ws-1)^2")
+    oca_side = math.isqrt(shape("layers.0.residual_group.overlap_attn.relative_position_bias_table")[0])
+    overlap_ratio = (oca_side + 1 - 2 * window_size) / window_size  # side = ws + ows - 1
+
+    prefix = "layers.0.residual_group.blocks.0."
+    cab_hidden = shape(prefix + "conv_block.cab.0.weight")[0]
+    se_hidden = shape(prefix + "conv_block.cab.3.attention.1.weight")[0]
+    mlp_hidden = shape(prefix + "mlp.fc1.weight")[0]
+    mlp_ratio = mlp_hidden / embed_dim
+
+    upsample_convs = [k for k in state if re.fullmatch(r"upsample\.\d+\.weight", k)]
+    first_up = shape("upsample.0.weight")[0] // NUM_FEAT
+    upscale = 3 if first_up == 9 else 2 ** len(upsample_convs)
+
+    config = dict(
+        upscale=upscale, in_chans=in_chans, window_size=window_size,
+        compress_ratio=embed_dim // cab_hidden, squeeze_factor=embed_dim // se_hidden,
+        overlap_ratio=overlap_ratio, mlp_ratio=int(mlp_ratio) if mlp_ratio.is_integer() else mlp_ratio,
+        depths=depths, embed_dim=embed_dim, num_heads=num_heads,
+        qkv_bias=prefix + "attn.qkv.bias" in state,
+        patch_norm="patch_embed.norm.weight" in state,
+        resi_connection="1conv" if "layers.0.conv.weight" in state else "identity",
+        upsampler="pixelshuffle",
+    )
+    notes = [
+        "img_range is not stored in the weights: assuming 1.0 (every official model)",
+        "conv_scale is not stored in the weights: assuming 0.01 (every official model)",
+        "img_size is not stored in the weights and does not affect them: assuming 64",
+    ]
+    return config, notes
+
+
+def load_official(source: str | os.PathLike | Mapping, **overrides) -> HAT:
+    """Build a :class:`HAT` from an official checkpoint (path or state dict), strictly.
+
+    The whole configuration is inferred from tensor shapes; ``overrides`` set what the
+    weights cannot tell (``img_range``, ``conv_scale``) or runtime options (``attn_impl``).
+    Every key and shape is checked; the stored index buffers must equal the ones this
+    implementation computes.
+    """
+    state = read_official_state_dict(source)
+    config, notes = infer_config(state)
+    for note in notes:
+        if note.split()[0] not in overrides:
+            logger.warning(note)
+    model = HAT(**{**config, "drop_path_rate": 0.1, **overrides})
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    mismatched = [f"{k}: checkpoint {found[k]} vs model {expected[k]}"
+                  for k in expected if k in found and found[k] != expected[k]]
+    if missing or unexpected or mismatched:
+        raise OfficialCheckpointError(
+            f"checkpoint does not match the inferred HAT config {config}: "
+            f"missing {missing[:10]}, unexpected {unexpected[:10]}, shape mismatches {mismatched[:10]}"
+        )
+    for name in ("relative_position_index_SA", "relative_position_index_OCA"):
+        if name in state and not torch.equal(state[name].long(), getattr(model, name)):
+            raise OfficialCheckpointError(f"{name} in the checkpoint differs from the one HAT computes")
+    model.load_state_dict(state, strict=True)
+    return model.eval()
