@@ -1,3 +1,6 @@
+"""Shared fixtures and test doubles: seeded RNG, the official tiny-HAT reference data, a
+recording stand-in for the Hub API."""
+
 import gzip
 import json
 from pathlib import Path
@@ -30,3 +33,36 @@ def load_reference(scale: int) -> dict:
 def official_layouts() -> dict:
     with gzip.open(DATA / "official_layouts.json.gz", "rt") as f:
         return json.load(f)
+
+
+class RecordingApi:
+    """``huggingface_hub.HfApi`` at its boundary (what ``sr_models.publish`` calls):
+    records each call in ``calls`` and returns what the real one would."""
+
+    def __init__(self, *args, **kwargs):
+        self.calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def create_branch(self, repo_id, **kwargs):
+        self.calls.append(("create_branch", repo_id, kwargs))
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        self.calls.append(("create_commit", repo_id, sorted(op.path_in_repo for op in operations), kwargs))
+
+        class Info:
+            commit_url = f"https://huggingface.co/{repo_id}/commit/abc123"
+        return Info()
+
+
+@pytest.fixture
+def recording_api(monkeypatch) -> RecordingApi:
+    """One RecordingApi that every ``HfApi()`` made by ``sr_models.publish`` returns, with a
+    fake token set (no network, nothing published)."""
+    import sr_models.publish as publish
+
+    api = RecordingApi()
+    monkeypatch.setattr(publish, "HfApi", lambda *args, **kwargs: api)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
+    return api

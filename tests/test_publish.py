@@ -91,26 +91,6 @@ def test_push_to_hub_of_the_mixin_uploads_the_real_card(tmp_path, monkeypatch):
     assert "CelebA-HQ held-out faces" in uploaded["card"][1] and "sr-models" in uploaded["card"][1]
 
 
-class RecordingApi:
-    """HfApi at its boundary: records calls, returns what the real one would."""
-
-    def __init__(self):
-        self.calls = []
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-
-    def create_branch(self, repo_id, **kwargs):
-        self.calls.append(("create_branch", repo_id, kwargs))
-
-    def create_commit(self, repo_id, operations, **kwargs):
-        self.calls.append(("create_commit", repo_id, sorted(op.path_in_repo for op in operations), kwargs))
-
-        class Info:
-            commit_url = f"https://huggingface.co/{repo_id}/commit/abc123"
-        return Info()
-
-
 @pytest.fixture
 def saved(tmp_path):
     folder = tmp_path / "model"
@@ -127,12 +107,8 @@ def saved(tmp_path):
     return folder
 
 
-def test_push_creates_the_repo_and_makes_one_commit_with_the_folder(saved, monkeypatch, capsys):
-    import sr_models.publish as publish
-
-    api = RecordingApi()
-    monkeypatch.setattr(publish, "HfApi", lambda: api)
-    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
+def test_push_creates_the_repo_and_makes_one_commit_with_the_folder(saved, recording_api, capsys):
+    api = recording_api
     code = main(["push", str(saved), "--repo-id", "me/espcn-faces", "--private", "--revision", "v1",
                  "--commit-message", "first"])
     assert code == 0
@@ -154,11 +130,9 @@ def test_push_creates_the_repo_and_makes_one_commit_with_the_folder(saved, monke
     ("no-login", "not logged in"),
     ("bad-id", "USER/NAME"),
 ])
-def test_push_errors_are_one_line(saved, tmp_path, monkeypatch, capsys, setup, message):
+def test_push_errors_are_one_line(saved, tmp_path, monkeypatch, recording_api, capsys, setup, message):
     import sr_models.publish as publish
 
-    monkeypatch.setattr(publish, "HfApi", RecordingApi)
-    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
     folder, repo = saved, "me/x"
     if setup == "missing":
         folder = tmp_path / "nope"
