@@ -1,0 +1,334 @@
+"""Realistic degradations: how real low-quality photos are made from clean HR images.
+
+The study's protocol (:func:`sr_models.metrics.degrade`) is one PIL bicubic downscale;
+models trained on it learn nothing about the blur, noise and JPEG blocks of the photos
+people have. This module synthesises those, after Real-ESRGAN (Wang, Xie, Dong, Shan,
+"Real-ESRGAN: Training Real-World Blind Super-Resolution with Pure Synthetic Data",
+ICCVW 2021, arXiv:2107.10833), whose parameter ranges are the defaults here:
+
+- order 1, the classical model: blur -> resize to the LR size -> noise -> JPEG;
+- order 2, the "high-order" model: (blur -> random resize -> noise -> JPEG), then
+  (blur -> resize -> noise), then [resize to the LR size + sinc filter, JPEG] in a random
+  order. ``second_order_prob`` chooses between them per image.
+
+Blur kernels: isotropic / anisotropic Gaussian, generalized Gaussian and plateau shapes,
+or a 2-D sinc (ringing and overshoot). Resizes use area / bilinear / bicubic at random,
+noise is Gaussian or Poisson (colour or grey), JPEG is a real PIL encode / decode.
+
+Every random draw comes from a generator seeded with ``(seed, index)``, so sample
+``index`` of a run is the same image however the run is interrupted and resumed, and a
+benchmark with a fixed seed gives every image one fixed LR. Runs on the CPU in a data
+loader; no torchvision.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .metrics import crop_to_multiple
+
+#: Blur kernel shapes. "generalized" = exp(-d^beta / 2), "plateau" = 1 / (1 + d^beta),
+#: d the Mahalanobis distance squared; "iso" has one sigma and no rotation.
+KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
+RESIZE_MODES = ("area", "bilinear", "bicubic")
+#: Odd kernel sides drawn for the blur and sinc filters (Real-ESRGAN: 7 ... 21).
+KERNEL_SIZES = tuple(range(7, 22, 2))
+#: Poisson noise counts photons at 8-bit resolution: an image with at most 256 levels
+#: (Real-ESRGAN takes 2^ceil(log2(#levels)), 256 for a photo).
+POISSON_LEVELS = 256.0
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """Parameter ranges of the degradation, JSON-serialisable (``to_dict`` /
+    ``from_dict``). ``(low, high)`` pairs are sampled uniformly; ``*_prob`` fields are
+    probabilities; noise sigmas are in 8-bit levels (0-255). Field suffix ``2`` is the
+    second stage of the order-2 model. Defaults: Real-ESRGAN's training options."""
+
+    second_order_prob: float = 1.0
+    kernel_probs: tuple = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)  # one per KERNEL_TYPES
+    blur_sigma: tuple = (0.2, 3.0)
+    betag: tuple = (0.5, 4.0)
+    betap: tuple = (1.0, 2.0)
+    sinc_prob: float = 0.1
+    resize_probs: tuple = (0.2, 0.7, 0.1)  # up, down, keep
+    resize_range: tuple = (0.15, 1.5)
+    gaussian_noise_prob: float = 0.5
+    noise_sigma: tuple = (1.0, 30.0)
+    poisson_scale: tuple = (0.05, 3.0)
+    gray_noise_prob: float = 0.4
+    jpeg_quality: tuple = (30, 95)
+    second_blur_prob: float = 0.8
+    blur_sigma2: tuple = (0.2, 1.5)
+    sinc_prob2: float = 0.1
+    resize_probs2: tuple = (0.3, 0.4, 0.3)
+    resize_range2: tuple = (0.3, 1.2)
+    gaussian_noise_prob2: float = 0.5
+    noise_sigma2: tuple = (1.0, 25.0)
+    poisson_scale2: tuple = (0.05, 2.5)
+    gray_noise_prob2: float = 0.4
+    jpeg_quality2: tuple = (30, 95)
+    final_sinc_prob: float = 0.8
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):  # from JSON
+                object.__setattr__(self, f.name, value := tuple(value))
+            _check_field(f.name, value)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> DegradationConfig:
+        if not isinstance(values, dict):
+            raise ValueError(f"a degradation config is a JSON object, got {type(values).__name__}")
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown degradation config fields {unknown}")
+        return cls(**values)
+
+
+def _check_field(name: str, value) -> None:
+    def fail(rule: str):
+        raise ValueError(f"degradation config {name}={value!r}: {rule}")
+
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    if name.endswith("_prob") or name.endswith("_prob2"):
+        if not number(value) or not 0 <= value <= 1:
+            fail("expected a probability in [0, 1]")
+    elif name in ("kernel_probs", "resize_probs", "resize_probs2"):
+        expected = len(KERNEL_TYPES) if name == "kernel_probs" else 3
+        if len(value) != expected or not all(number(p) and p >= 0 for p in value) or sum(value) <= 0:
+            fail(f"expected {expected} non-negative weights that do not all vanish")
+    else:
+        if len(value) != 2 or not all(number(x) and x >= 0 for x in value) or value[0] > value[1]:
+            fail("expected a (low, high) pair with 0 <= low <= high")
+        if name.startswith("jpeg_quality") and not (1 <= value[0] and value[1] <= 100):
+            fail("JPEG quality must lie in 1..100")
+
+
+#: Named configurations: Real-ESRGAN's training ranges, and the fixed, milder benchmark
+#: of this project (order 1 only; moderate blur, noise and JPEG inside the first-order ranges).
+PRESETS: dict[str, DegradationConfig] = {
+    "realesrgan": DegradationConfig(),
+    "moderate": DegradationConfig(
+        second_order_prob=0.0, kernel_probs=(0.6, 0.4, 0, 0, 0, 0), blur_sigma=(0.4, 1.6), sinc_prob=0.0,
+        noise_sigma=(1.0, 10.0), poisson_scale=(0.05, 1.0), jpeg_quality=(60, 90),
+    ),
+}
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def _grid(size: int) -> np.ndarray:
+    """(size, size, 2) pixel offsets from the kernel centre."""
+    ax = np.arange(size, dtype=np.float64) - size // 2
+    xx, yy = np.meshgrid(ax, ax)
+    return np.stack([xx, yy], axis=-1)
+
+
+def anisotropic_kernel(size: int, sigma_x: float, sigma_y: float, theta: float, *, shape: str = "gaussian",
+                       beta: float = 1.0) -> np.ndarray:
+    """A (size, size) blur kernel that sums to 1. ``shape``: "gaussian",
+    "generalized" (exp(-d^beta / 2)) or "plateau" (1 / (1 + d^beta)), where d is the
+    squared Mahalanobis distance for the covariance rotated by ``theta`` (radians)."""
+    rotation = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    covariance = rotation @ np.diag([sigma_x ** 2, sigma_y ** 2]) @ rotation.T
+    grid = _grid(size)
+    d = np.einsum("...i,ij,...j->...", grid, np.linalg.inv(covariance), grid)
+    if shape == "gaussian":
+        kernel = np.exp(-0.5 * d)
+    elif shape == "generalized":
+        kernel = np.exp(-0.5 * d ** beta)
+    elif shape == "plateau":
+        kernel = 1.0 / (1.0 + d ** beta)
+    else:
+        raise ValueError(f"unknown kernel shape {shape!r}")
+    return kernel / kernel.sum()
+
+
+def sinc_kernel(size: int, cutoff: float) -> np.ndarray:
+    """A circular low-pass (2-D sinc) kernel with angular cutoff ``cutoff`` (radians per
+    pixel, pi = no filtering), normalised to sum 1: the ringing of sharpened images."""
+    r = np.hypot(*np.moveaxis(_grid(size), -1, 0))
+    bessel = torch.special.bessel_j1(torch.from_numpy(cutoff * r)).numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kernel = cutoff * bessel / (2 * np.pi * r)
+    kernel[size // 2, size // 2] = cutoff ** 2 / (4 * np.pi)  # the limit at r = 0
+    return kernel / kernel.sum()
+
+
+def random_blur_kernel(rng: np.random.Generator, config: DegradationConfig, second: bool = False) -> np.ndarray:
+    """A kernel drawn as Real-ESRGAN does: a sinc with probability ``sinc_prob``, else one
+    of KERNEL_TYPES with ``kernel_probs``, sigma in ``blur_sigma`` (``*2`` for stage 2)."""
+    size = int(rng.choice(KERNEL_SIZES))
+    if rng.random() < (config.sinc_prob2 if second else config.sinc_prob):
+        return sinc_kernel(size, _sinc_cutoff(rng, size))
+    probs = np.asarray(config.kernel_probs, dtype=np.float64)
+    kind = KERNEL_TYPES[int(rng.choice(len(KERNEL_TYPES), p=probs / probs.sum()))]
+    low, high = config.blur_sigma2 if second else config.blur_sigma
+    sigma_x = rng.uniform(low, high)
+    isotropic = "aniso" not in kind
+    sigma_y, theta = (sigma_x, 0.0) if isotropic else (rng.uniform(low, high), rng.uniform(-math.pi, math.pi))
+    sigma_x, sigma_y = max(sigma_x, 1e-3), max(sigma_y, 1e-3)  # a zero sigma is a delta kernel
+    if kind.startswith("generalized"):
+        return anisotropic_kernel(size, sigma_x, sigma_y, theta, shape="generalized", beta=_beta(rng, config.betag))
+    if kind.startswith("plateau"):
+        return anisotropic_kernel(size, sigma_x, sigma_y, theta, shape="plateau", beta=rng.uniform(*config.betap))
+    return anisotropic_kernel(size, sigma_x, sigma_y, theta)
+
+
+def _beta(rng: np.random.Generator, betag: tuple) -> float:
+    # Real-ESRGAN draws beta below and above 1 with equal probability (flat and peaked shapes).
+    low, high = betag
+    return rng.uniform(low, min(1.0, high)) if rng.random() < 0.5 and low < 1 else rng.uniform(max(1.0, low), high)
+
+
+def _sinc_cutoff(rng: np.random.Generator, size: int) -> float:
+    # Small kernels cannot represent low cutoffs (Real-ESRGAN: pi/3 below 13 px, else pi/5).
+    return rng.uniform(math.pi / 3 if size < 13 else math.pi / 5, math.pi)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def blur(img: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
+    """(1, C, H, W) image convolved per channel with ``kernel`` (reflect padding)."""
+    k = torch.from_numpy(kernel).to(img.dtype)
+    pad = kernel.shape[0] // 2
+    channels = img.shape[1]
+    padded = F.pad(img, (pad,) * 4, mode="reflect" if min(img.shape[-2:]) > pad else "replicate")
+    return F.conv2d(padded, k.expand(channels, 1, *k.shape), groups=channels)
+
+
+def resize(img: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """(1, C, H, W) -> (1, C, *size) with an area / bilinear / bicubic filter."""
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {mode!r}; expected one of {RESIZE_MODES}")
+    if tuple(img.shape[-2:]) == tuple(size):
+        return img
+    extra = {} if mode == "area" else {"align_corners": False}
+    return F.interpolate(img, size=size, mode=mode, **extra)
+
+
+def add_noise(img: torch.Tensor, rng: np.random.Generator, *, gaussian: bool, sigma: float = 0.0,
+              poisson_scale: float = 0.0, gray: bool = False) -> torch.Tensor:
+    """Gaussian noise of std ``sigma`` (8-bit levels) or Poisson noise scaled by
+    ``poisson_scale``; ``gray`` draws one noise map for all channels."""
+    shape = (1, 1, *img.shape[-2:]) if gray else tuple(img.shape)
+    if gaussian:
+        noise = rng.normal(0.0, sigma / 255.0, size=shape)
+    else:
+        base = img.mean(dim=1, keepdim=True) if gray else img
+        levels = np.clip(np.round(base.numpy() * 255.0), 0, 255) / 255.0
+        noise = (rng.poisson(levels * POISSON_LEVELS) / POISSON_LEVELS - levels) * poisson_scale
+    return img + torch.from_numpy(noise).to(img.dtype)
+
+
+def jpeg(img: torch.Tensor, quality: int) -> torch.Tensor:
+    """A real JPEG round trip (PIL encoder and decoder) at ``quality`` of a (1, 3, H, W) image."""
+    buffer = io.BytesIO()
+    to_pil(img).save(buffer, format="JPEG", quality=int(quality))
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return to_tensor(decoded.convert("RGB"))
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+
+
+def to_pil(img: torch.Tensor) -> Image.Image:
+    array = (img[0].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(np.ascontiguousarray(array), "RGB")
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def degrade_realistic(hr: Image.Image, scale: int, config: DegradationConfig | str = "realesrgan", *,
+                      seed: int = 0, index: int = 0) -> Image.Image:
+    """A realistic LR image of ``hr`` (RGB), exactly (W // scale, H // scale) after HR is
+    cropped to a multiple of ``scale`` (as the protocol does). The same (seed, index, config)
+    give the same image; ``config`` is a DegradationConfig or a PRESETS name."""
+    config = _resolve(config)
+    if not isinstance(hr, Image.Image) or hr.mode != "RGB":
+        raise ValueError("degrade_realistic expects an RGB PIL image; convert it first, e.g. .convert('RGB')")
+    hr = crop_to_multiple(hr, scale)
+    lr_size = (hr.height // scale, hr.width // scale)
+    rng = np.random.default_rng([int(seed), int(index)])
+    img = to_tensor(hr)
+    if rng.random() < config.second_order_prob:
+        img = _second_order(img, lr_size, rng, config)
+    else:
+        img = blur(img, random_blur_kernel(rng, config))
+        img = resize(img, lr_size, _mode(rng)).clamp(0, 1)
+        img = _noise(img, rng, config, second=False)
+        img = jpeg(img, rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
+    return to_pil(img)
+
+
+def _second_order(img, lr_size, rng, config: DegradationConfig) -> torch.Tensor:
+    img = blur(img, random_blur_kernel(rng, config))
+    img = resize(img, _random_size(img.shape[-2:], rng, config.resize_probs, config.resize_range), _mode(rng))
+    img = _noise(img.clamp(0, 1), rng, config, second=False)
+    img = jpeg(img, rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
+    if rng.random() < config.second_blur_prob:
+        img = blur(img, random_blur_kernel(rng, config, second=True))
+    # Stage 2 resizes relative to the final LR size (Real-ESRGAN's second resize).
+    img = resize(img, _random_size(lr_size, rng, config.resize_probs2, config.resize_range2), _mode(rng))
+    img = _noise(img.clamp(0, 1), rng, config, second=True)
+    quality = rng.integers(config.jpeg_quality2[0], config.jpeg_quality2[1] + 1)
+    sinc = sinc_kernel(size := int(rng.choice(KERNEL_SIZES)), _sinc_cutoff(rng, size)) \
+        if rng.random() < config.final_sinc_prob else None
+    resize_first = rng.random() < 0.5
+    mode = _mode(rng)
+    if not resize_first:
+        img = jpeg(img, quality)
+    img = resize(img, lr_size, mode)
+    if sinc is not None:
+        img = blur(img, sinc)
+    return jpeg(img.clamp(0, 1), quality) if resize_first else img.clamp(0, 1)
+
+
+def _noise(img, rng, config: DegradationConfig, *, second: bool) -> torch.Tensor:
+    gaussian = rng.random() < (config.gaussian_noise_prob2 if second else config.gaussian_noise_prob)
+    gray = rng.random() < (config.gray_noise_prob2 if second else config.gray_noise_prob)
+    if gaussian:
+        sigma = rng.uniform(*(config.noise_sigma2 if second else config.noise_sigma))
+        return add_noise(img, rng, gaussian=True, sigma=sigma, gray=gray).clamp(0, 1)
+    scale = rng.uniform(*(config.poisson_scale2 if second else config.poisson_scale))
+    return add_noise(img, rng, gaussian=False, poisson_scale=scale, gray=gray).clamp(0, 1)
+
+
+def _random_size(size, rng, probs: tuple, factor_range: tuple) -> tuple[int, int]:
+    """Up / down / keep with ``probs``; the factor is uniform in [1, high] or [low, 1]."""
+    p = np.asarray(probs, dtype=np.float64)
+    choice = int(rng.choice(3, p=p / p.sum()))
+    factor = (rng.uniform(1, factor_range[1]), rng.uniform(factor_range[0], 1), 1.0)[choice]
+    h, w = size
+    return max(1, round(h * factor)), max(1, round(w * factor))
+
+
+def _mode(rng: np.random.Generator) -> str:
+    return RESIZE_MODES[int(rng.integers(len(RESIZE_MODES)))]
+
+
+def _resolve(config: DegradationConfig | str) -> DegradationConfig:
+    if isinstance(config, DegradationConfig):
+        return config
+    if config not in PRESETS:
+        raise ValueError(f"unknown degradation preset {config!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[config]
