@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .constants import BASE_TAGS, LIBRARY_NAME, PROJECT_URL, PROTOCOL
+from .constants import BASE_TAGS, LIBRARY_NAME, PIPELINE_TAG, PROJECT_URL, PROTOCOL
 
 # Installed wheels carry the templates inside the package; a source checkout has them at
 # the project root.
@@ -46,19 +47,25 @@ class CardInfo:
     """What a card says beyond the model itself; JSON-able, stored as model_card.json.
 
     ``evaluations``: one dict per dataset and scale, with ``dataset`` (a name),
-    optional ``dataset_id`` (Hub id), ``scale``, ``images``, ``bicubic`` and ``model``
-    (each ``{"psnr": float, "ssim": float}``). ``training``: facts of the run (see
-    TRAINING_LABELS).
+    optional ``dataset_id`` (the Hub id of the data, or a slug naming a set that is not on
+    the Hub, e.g. "celeba-hq-faces-heldout"), ``scale``, ``images``, ``bicubic`` and
+    ``model`` (each ``{"psnr": float, "ssim": float}``). ``training``: facts of the run
+    (see TRAINING_LABELS).
+
+    ``license`` is the licence of the *weights*, which follows the training data (the
+    code's licence is the project's): a Hub licence id such as "cc-by-nc-sa-4.0", or
+    "other" with ``license_name`` (an id-like slug) and ``license_link`` (the terms). None:
+    not stated. ``licence_note`` is free text shown under it.
     """
 
     evaluations: list[dict] = field(default_factory=list)
     training: dict = field(default_factory=dict)
     datasets: list[str] = field(default_factory=list)
     base_model: str | None = None
-    license: str = "apache-2.0"
+    license: str | None = None
     license_name: str | None = None
     license_link: str | None = None
-    licence_note: str = "Code and weights: Apache-2.0."
+    licence_note: str = ""
     faces: bool = False
     repo_id: str | None = None
     space_url: str | None = None
@@ -71,6 +78,13 @@ class CardInfo:
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def check_licence(self) -> None:
+        """ValueError unless the licence can be stated on the Hub: "other" needs its name
+        and a link to its terms. Check it before a long run, not only when the card is made."""
+        if self.license == "other" and not (self.license_name and self.license_link):
+            raise ValueError("license 'other' needs license_name and license_link (the terms of the weights' "
+                             f"licence); got license_name={self.license_name!r}, license_link={self.license_link!r}")
 
 
 def _template_env() -> jinja2.Environment:
@@ -110,14 +124,36 @@ def _format_value(key: str, value) -> str:
     return str(value)
 
 
+_DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)?")
+
+
+def dataset_type(evaluation: dict) -> str:
+    """The model-index ``dataset.type`` of an evaluation: an id, never free text. Its
+    ``dataset_id`` (a Hub id, or a slug for a set that is not on the Hub), else a slug of
+    the dataset's name ("CelebA-HQ held-out faces" -> "celeba-hq-held-out-faces")."""
+    given = evaluation.get("dataset_id")
+    if given and _DATASET_ID.fullmatch(given):
+        return given
+    return re.sub(r"[^a-z0-9]+", "-", (given or evaluation["dataset"]).lower()).strip("-") or "unnamed-dataset"
+
+
+def _licence_line(info: CardInfo) -> str:
+    """What the card's Licence section says of the weights, from the card's metadata."""
+    if info.license == "other":
+        return f"Licence of these weights: [{info.license_name}]({info.license_link})."
+    if info.license:
+        return f"Licence of these weights: `{info.license}`."
+    return "The licence of these weights is not stated."
+
+
 def _eval_results(info: CardInfo) -> list[EvalResult]:
     results = []
     for e in info.evaluations:
         for metric in ("psnr", "ssim"):
             results.append(EvalResult(
-                task_type="image-to-image",
+                task_type=PIPELINE_TAG,
                 task_name=f"Image Super-Resolution x{e['scale']}",
-                dataset_type=e.get("dataset_id") or e["dataset"],
+                dataset_type=dataset_type(e),
                 dataset_name=e["dataset"],
                 metric_type=metric,
                 metric_name=f"{metric.upper()}-Y (x{e['scale']})",
@@ -130,6 +166,7 @@ def render_model_card(model, info: CardInfo | None = None, *, comparison_image: 
     """The card of ``model`` with the facts in ``info``; ``comparison_image`` is the file
     name (in the same folder) of an LR | bicubic | model | HR strip, if there is one."""
     info = info or CardInfo()
+    info.check_licence()
     arch = type(model).__name__
     name = info.repo_id.split("/")[-1] if info.repo_id else f"{arch.lower()}-x{model.scale}"
     card_data = ModelCardData(
@@ -137,7 +174,7 @@ def render_model_card(model, info: CardInfo | None = None, *, comparison_image: 
         license=info.license,
         license_name=info.license_name,
         license_link=info.license_link,
-        pipeline_tag="image-to-image",
+        pipeline_tag=PIPELINE_TAG,
         tags=sorted(set(BASE_TAGS + [arch.lower(), f"x{model.scale}"] + (["faces"] if info.faces else []))),
         datasets=info.datasets or None,
         base_model=info.base_model,
@@ -150,7 +187,7 @@ def render_model_card(model, info: CardInfo | None = None, *, comparison_image: 
         card_data=card_data.to_yaml(),
         title=f"{name}: {arch} x{model.scale} super-resolution",
         summary=(f"{'An' if arch[0] in 'AEIOU' else 'A'} {arch} image super-resolution model (x{model.scale}) for the "
-                 f"[sr-models]({PROJECT_URL}) toolkit, which compares ESPCN and HAT."),
+                 f"[{LIBRARY_NAME}]({PROJECT_URL}) toolkit, which compares ESPCN and HAT."),
         architecture=arch,
         preset=preset_of(model),
         scale=model.scale,
@@ -166,6 +203,7 @@ def render_model_card(model, info: CardInfo | None = None, *, comparison_image: 
         protocol=PROTOCOL,
         comparison_image=comparison_image,
         faces=info.faces,
+        licence=_licence_line(info),
         licence_note=info.licence_note,
     )
     return ModelCard(text)

@@ -11,11 +11,16 @@ PROJECT_URL = "https://github.com/sr-models/sr-models"
 HUB_ORGANISATION = "sr-models"
 #: Tags every model card carries; each architecture adds its own.
 BASE_TAGS = ["super-resolution", "image-to-image", "sr-models"]
+#: The Hub task of every model here.
+PIPELINE_TAG = "image-to-image"
 
 #: Key added to config.json so that a folder or repo says which class it holds.
 ARCHITECTURE_KEY = "architecture"
-#: Files written beside the weights by ``save_pretrained`` (besides config.json,
-#: model.safetensors and README.md).
+#: Files of a ``save_pretrained`` folder (the names huggingface_hub uses): settings,
+#: weights, model card; then the card's facts and its comparison picture.
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "README.md"
 CARD_INFO_FILE = "model_card.json"
 COMPARISON_IMAGE_FILE = "comparison.png"
 

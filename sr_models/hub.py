@@ -1,31 +1,39 @@
 """Hub integration shared by every model: the mixin base, strict loading, real cards.
 
-Hub metadata (library name, licence, pipeline tag, repo url) is said once here; each
-architecture adds its own tags on its class statement.
+Hub metadata (library name, pipeline tag, tags, repo url) is said once here; each
+architecture adds its own tags on its class statement. There is no class-level licence:
+a card states the licence of its weights (``CardInfo``), which depends on the training
+data, not the licence of this code.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from huggingface_hub import ModelCard, PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+from safetensors import SafetensorError
+from safetensors.torch import load_model as load_safetensors_into
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
 if TYPE_CHECKING:  # the card renderer (jinja2, evaluation facts) is imported only to save a card
+    from huggingface_hub import ModelCard
+
     from .cards import CardInfo
 
-from .constants import ARCHITECTURE_KEY, BASE_TAGS, CARD_INFO_FILE, COMPARISON_IMAGE_FILE, LIBRARY_NAME, PROJECT_URL
+from .constants import (ARCHITECTURE_KEY, BASE_TAGS, CARD_FILE, CARD_INFO_FILE, COMPARISON_IMAGE_FILE, CONFIG_FILE,
+                        LIBRARY_NAME, PIPELINE_TAG, PROJECT_URL, WEIGHTS_FILE)
 
 logger = logging.getLogger(__name__)
 
+#: What ``from_pretrained`` passes on to ``hf_hub_download`` for each file of a repo.
+_DOWNLOAD_ARGS = ("revision", "cache_dir", "force_download", "local_files_only", "token")
 
 
 class WeightsMismatchError(RuntimeError):
@@ -36,8 +44,7 @@ class SRModelMixin(
     nn.Module,
     PyTorchModelHubMixin,
     library_name=LIBRARY_NAME,
-    license="apache-2.0",
-    pipeline_tag="image-to-image",
+    pipeline_tag=PIPELINE_TAG,
     tags=BASE_TAGS,
     repo_url=PROJECT_URL,
 ):
@@ -57,6 +64,9 @@ class SRModelMixin(
     supports_gradient_checkpointing: bool = False
     card_info: CardInfo | None = None
     comparison_image: Image.Image | None = None
+    #: False for a fresh model (random weights, e.g. from a preset); True once trained
+    #: weights are loaded (``from_pretrained``, bundled weights, an official checkpoint).
+    pretrained: bool = False
 
     @classmethod
     def from_preset(cls, name: str, upscale: int = 4, **overrides):
@@ -101,34 +111,66 @@ class SRModelMixin(
         config[ARCHITECTURE_KEY] = type(self).__name__
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
-        # Written before the mixin's save, which keeps an existing README.md: the real card
-        # (not the mixin's template) is what lands in the folder and on the Hub.
         if self.comparison_image is not None:
             self.comparison_image.save(folder / COMPARISON_IMAGE_FILE)
         (folder / CARD_INFO_FILE).write_text((self.card_info or CardInfo()).to_json())
-        self.generate_model_card().save(folder / "README.md")
+        # The mixin writes the weights and config.json first, then README.md from
+        # generate_model_card (the real card) unless one exists: an old one is removed so
+        # the card is this model's, and a card that cannot be rendered never costs the weights.
+        (folder / CARD_FILE).unlink(missing_ok=True)
         return super().save_pretrained(folder, config=config, **kwargs)
 
     @classmethod
-    def _from_pretrained(cls, *, model_id: str, strict: bool = True, **kwargs):
-        # The mixin's default is strict=False, which would load a wrong architecture
-        # silently with random weights where the keys differ.
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Weights from a ``save_pretrained`` folder or a Hub repo id, loaded strictly.
+
+        Its config.json must be a JSON object that names this class (``ESPCN`` loads only
+        what config.json says is an ESPCN); its fields are validated by the constructor
+        before any weights are read. Raises ValueError for a bad config.json, and
+        WeightsMismatchError when the weights do not fit the configured model.
+        """
+        config_file = _optional_file(str(pretrained_model_name_or_path), CONFIG_FILE, kwargs)
+        if config_file is not None:
+            found = architecture_of(read_config(config_file), config_file)
+            if found != cls.__name__:
+                raise ValueError(f"{config_file} holds the settings of {found}, not {cls.__name__}: "
+                                 f"load it with {found}.from_pretrained or sr_models.load_model")
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu", strict: bool = True, **kwargs):
+        # Replaces the mixin's loader, which builds and loads in one step (so a bad config
+        # looked like a weights mismatch), loads with strict=False (a wrong architecture
+        # loaded silently) and prints a progress line.
+        download = {name: kwargs.pop(name, None) for name in _DOWNLOAD_ARGS}
         try:
-            # The mixin prints a progress line for local folders; a library should not print.
-            with contextlib.redirect_stdout(io.StringIO()):
-                model = super()._from_pretrained(model_id=model_id, strict=strict, **kwargs)
+            model = cls(**kwargs)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{model_id}/{CONFIG_FILE} does not describe a valid {cls.__name__}: {err}") from err
+        weights = _optional_file(model_id, WEIGHTS_FILE, download)
+        if weights is None:
+            raise FileNotFoundError(f"{model_id} has no {WEIGHTS_FILE}")
+        try:
+            load_safetensors_into(model, weights, strict=strict, device=map_location)
+        except SafetensorError as err:
+            raise ValueError(f"{weights} is not a readable safetensors file: {err}") from err
         except RuntimeError as err:
             raise WeightsMismatchError(f"weights in {model_id!r} do not fit {cls.__name__}: {err}") from err
-        info = _optional_file(model_id, CARD_INFO_FILE, kwargs)
+        model.pretrained = True
+        model._load_card(model_id, download)
+        return model.eval()
+
+    def _load_card(self, model_id: str, download: dict) -> None:
+        """The card's facts and picture saved beside the weights, when there are some."""
+        info = _optional_file(model_id, CARD_INFO_FILE, download)
         if info is not None:
             from .cards import CardInfo
 
-            model.card_info = CardInfo.from_json(info.read_text())
-        image = _optional_file(model_id, COMPARISON_IMAGE_FILE, kwargs)
+            self.card_info = CardInfo.from_json(info.read_text())
+        image = _optional_file(model_id, COMPARISON_IMAGE_FILE, download)
         if image is not None:
             with Image.open(image) as img:
-                model.comparison_image = img.convert("RGB")
-        return model
+                self.comparison_image = img.convert("RGB")
 
 
 def _optional_file(model_id: str, filename: str, kwargs: dict) -> Path | None:
@@ -137,18 +179,32 @@ def _optional_file(model_id: str, filename: str, kwargs: dict) -> Path | None:
         path = Path(model_id) / filename
         return path if path.is_file() else None
     try:
-        return Path(hf_hub_download(
-            model_id, filename, revision=kwargs.get("revision"), cache_dir=kwargs.get("cache_dir"),
-            force_download=kwargs.get("force_download", False), token=kwargs.get("token"),
-            local_files_only=kwargs.get("local_files_only", False),
-        ))
+        return Path(hf_hub_download(model_id, filename, **{k: kwargs.get(k) for k in _DOWNLOAD_ARGS}))
     except (EntryNotFoundError, LocalEntryNotFoundError):
         return None
 
 
-def architecture_of(config: dict, where: str) -> str:
+_JSON_KINDS = {list: "a list", str: "a string", type(None): "null", bool: "a boolean", int: "a number",
+               float: "a number"}
+
+
+def read_config(config_file: str | Path) -> dict:
+    """The settings in a config.json, checked to be a JSON object (ValueError naming the
+    file otherwise); each architecture validates the fields themselves."""
+    try:
+        config = json.loads(Path(config_file).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{config_file} is not valid JSON: {err}") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_file} must hold a JSON object of model settings ({{...}}), not "
+                         f"{_JSON_KINDS.get(type(config), type(config).__name__)}: {json.dumps(config)[:60]}")
+    return config
+
+
+def architecture_of(config: dict, where: str | Path) -> str:
     """The class name a config.json names, with a clear error when it names none."""
     name = config.get(ARCHITECTURE_KEY)
-    if not name:
-        raise ValueError(f"{where}: config.json has no {ARCHITECTURE_KEY!r} field; was it saved by sr_models?")
+    if not name or not isinstance(name, str):
+        raise ValueError(f"{where} names no architecture ({ARCHITECTURE_KEY!r}: {name!r}); "
+                         "was it saved by sr_models?")
     return name

@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-from .espcn import ESPCN
+from .constants import CONFIG_FILE
 from .convert_hat import load_official
+from .espcn import ESPCN
 from .hat import HAT
-from .hub import SRModelMixin, architecture_of
+from .hub import SRModelMixin, architecture_of, read_config
 
 logger = logging.getLogger(__name__)
 
 ARCHITECTURES: dict[str, type[SRModelMixin]] = {"ESPCN": ESPCN, "HAT": HAT}
 
-#: Weights shipped with the project (trained here on faces, x4): name -> (folder under
-#: weights/, environment variable whose Hub repo id or folder replaces them).
-BUNDLED: dict[str, tuple[str, str]] = {
-    "espcn-faces": ("espcn-faces-x4", "SR_ESPCN_MODEL"),
-    "hat-faces": ("hat-small-faces-x4", "SR_HAT_MODEL"),
+
+@dataclass(frozen=True)
+class BundledWeights:
+    """Weights shipped with the project (trained here on faces, x4)."""
+
+    folder: str  #: folder under weights/
+    env_var: str  #: environment variable whose repo id or folder replaces them
+    architecture: str  #: the class they hold; an override must hold the same
+
+
+BUNDLED: dict[str, BundledWeights] = {
+    "espcn-faces": BundledWeights("espcn-faces-x4", "SR_ESPCN_MODEL", "ESPCN"),
+    "hat-faces": BundledWeights("hat-small-faces-x4", "SR_HAT_MODEL", "HAT"),
 }
+#: The models every default list compares (CLI evaluate, the app, benchmarks), in order.
+DEFAULT_MODELS = list(BUNDLED)
 # A wheel carries weights/ inside the package; a source checkout has it at the root.
 _WEIGHTS_DIRS = [Path(__file__).parent / "weights", Path(__file__).resolve().parent.parent / "weights"]
 #: Single files that hold official HAT weights (BasicSR .pth, or converted .safetensors).
@@ -36,9 +47,9 @@ def preset_names() -> list[str]:
 
 
 def bundled_folder(name: str) -> Path:
-    folder_name = BUNDLED[name][0]
+    folder_name = BUNDLED[name].folder
     for root in _WEIGHTS_DIRS:
-        if (root / folder_name / "config.json").is_file():
+        if (root / folder_name / CONFIG_FILE).is_file():
             return root / folder_name
     raise FileNotFoundError(f"bundled weights {name!r} ({folder_name}) are missing from {[str(d) for d in _WEIGHTS_DIRS]}")
 
@@ -47,69 +58,96 @@ def load_bundled(name: str) -> tuple[SRModelMixin, str]:
     """A bundled model and where its weights came from.
 
     If the model's environment variable (``SR_ESPCN_MODEL`` / ``SR_HAT_MODEL``) names a
-    repo id or folder, that is loaded instead; when it cannot be (Hub unreachable, not
-    in the cache), the bundled weights are used and a warning is logged.
+    repo id or folder, that is loaded instead. It must hold trained weights of the same
+    architecture (ValueError otherwise: a misconfiguration is reported, never papered
+    over). Only when a repo id cannot be fetched (Hub unreachable, not in the cache) are
+    the bundled weights used, with a warning.
     """
-    folder_name, env_var = BUNDLED[name]
-    override = os.environ.get(env_var)
-    if override:
-        try:
-            return load_model(override), f"{override} (from {env_var})"
-        except (OSError, ValueError) as err:
-            logger.warning("%s=%s cannot be loaded (%s); using the bundled weights", env_var, override, err)
-    return load_model(bundled_folder(name)), f"bundled weights/{folder_name}"
+    entry = BUNDLED[name]
+    override = os.environ.get(entry.env_var)
+    if not override or override == name:
+        return load_model(bundled_folder(name)), f"bundled weights/{entry.folder}"
+    source = f"{override} (from {entry.env_var})"
+    if override in preset_names():
+        raise ValueError(f"{entry.env_var}={override!r} is a preset: a fresh model with random (untrained) "
+                         f"weights. Set it to trained {entry.architecture} weights (a folder or a Hub repo id), "
+                         "or unset it to use the bundled weights")
+    try:
+        model = load_model(bundled_folder(override) if override in BUNDLED else override)
+    except OSError as err:
+        if Path(override).exists():  # a local folder that fails to load is a misconfiguration
+            raise
+        logger.warning("%s=%s cannot be fetched (%s); using the bundled weights", entry.env_var, override, err)
+        return load_model(bundled_folder(name)), f"bundled weights/{entry.folder}"
+    if type(model).__name__ != entry.architecture:
+        raise ValueError(f"{entry.env_var}={override!r} holds {type(model).__name__} weights, but {entry.env_var} "
+                         f"replaces the bundled {entry.architecture} weights ({name}): point it at "
+                         f"{entry.architecture} weights")
+    return model, source
 
 
 def load_model(name_or_path: str | os.PathLike, *, scale: int | None = None, revision: str | None = None,
-               **kwargs) -> SRModelMixin:
-    """A model from a preset name, a ``save_pretrained`` folder, a Hub repo id, or an
-    official HAT checkpoint file.
+               random_weights: bool = False, **kwargs) -> SRModelMixin:
+    """A model from bundled weights, a ``save_pretrained`` folder, a Hub repo id, an
+    official HAT checkpoint file, or (only with ``random_weights=True``) a preset name.
 
     - bundled weights (``"espcn-faces"``, ``"hat-faces"``): trained x4 models shipped in
       ``weights/`` (an ``SR_ESPCN_MODEL`` / ``SR_HAT_MODEL`` repo id overrides them);
-    - preset (``"hat-s"``, ``"espcn"``, …): a fresh, randomly initialised model at ``scale``
-      (default 4); ``kwargs`` override config fields;
     - folder / repo id (``"user/name"``, optionally at ``revision``): pretrained weights,
       loaded strictly; offline from the local cache when ``HF_HUB_OFFLINE=1``;
-    - ``.pth`` / ``.safetensors`` file: an official HAT checkpoint, converted.
+    - ``.pth`` / ``.safetensors`` file: an official HAT checkpoint, converted;
+    - preset (``"hat-s"``, ``"espcn"``, …): a fresh model with random (untrained) weights
+      at ``scale`` (default 4), for training or tests; refused unless
+      ``random_weights=True``, so that an untrained model never upscales by mistake.
 
-    Pretrained models are returned in eval mode.
+    ``kwargs`` override config fields. Pretrained models are returned in eval mode, with
+    ``model.pretrained`` True.
     """
     name = str(name_or_path)
     for cls in ARCHITECTURES.values():
         if name in cls.presets:
+            if not random_weights:
+                raise ValueError(
+                    f"{name!r} is a preset: a fresh model with random (untrained) weights; pass random_weights=True "
+                    f"(CLI: --random-weights) to use it, or load trained weights: {', '.join(DEFAULT_MODELS)}, "
+                    "a folder, a repo id")
             return cls.from_preset(name, upscale=scale or 4, **kwargs)
-    path = Path(name)
-    if name in BUNDLED:
-        model = load_bundled(name)[0]
-    elif path.is_file():
-        if path.suffix not in OFFICIAL_SUFFIXES:
-            raise ValueError(f"{path} is a file but not a checkpoint ({', '.join(OFFICIAL_SUFFIXES)})")
-        model = load_official(path, **kwargs)
-    elif path.is_dir():
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{path} has no config.json: not a save_pretrained folder")
-        model = _from_pretrained(config_file, name, revision, kwargs)
-    else:
-        if name.count("/") != 1 or path.suffix in OFFICIAL_SUFFIXES:
-            raise ValueError(
-                f"{name!r} is neither a preset ({', '.join(preset_names())}), bundled weights "
-                f"({', '.join(BUNDLED)}), an existing folder or checkpoint file, nor a Hub repo id 'user/name'"
-            )
-        try:
-            config_file = Path(hf_hub_download(name, "config.json", revision=revision))
-        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
-            raise OSError(f"cannot fetch {name!r} from the Hub (nor find it in the local cache): {err}") from err
-        model = _from_pretrained(config_file, name, revision, kwargs)
+    model = _load_pretrained(name, revision, kwargs)
     if scale is not None and model.scale != scale:
         raise ValueError(f"{name} is a x{model.scale} model, but scale={scale} was asked for")
     return model
 
 
+def _load_pretrained(name: str, revision: str | None, kwargs: dict) -> SRModelMixin:
+    """Trained weights from a bundled name, a checkpoint file, a folder or a repo id."""
+    path = Path(name)
+    if name in BUNDLED:
+        return load_bundled(name)[0]
+    if path.is_file():
+        if path.suffix not in OFFICIAL_SUFFIXES:
+            raise ValueError(f"{path} is a file but not a checkpoint ({', '.join(OFFICIAL_SUFFIXES)})")
+        model = load_official(path, **kwargs)
+        model.pretrained = True
+        return model
+    if path.is_dir():
+        config_file = path / CONFIG_FILE
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{path} has no {CONFIG_FILE}: not a save_pretrained folder")
+        return _from_pretrained(config_file, name, revision, kwargs)
+    if name.count("/") != 1 or path.suffix in OFFICIAL_SUFFIXES:
+        raise ValueError(
+            f"{name!r} is neither bundled weights ({', '.join(BUNDLED)}), an existing folder or checkpoint file, "
+            f"a Hub repo id 'user/name', nor a preset ({', '.join(preset_names())})"
+        )
+    try:
+        config_file = Path(hf_hub_download(name, CONFIG_FILE, revision=revision))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+        raise OSError(f"cannot fetch {name!r} from the Hub (nor find it in the local cache): {err}") from err
+    return _from_pretrained(config_file, name, revision, kwargs)
+
+
 def _from_pretrained(config_file: Path, name: str, revision: str | None, kwargs: dict) -> SRModelMixin:
-    config = json.loads(config_file.read_text())
-    arch = architecture_of(config, name)
+    arch = architecture_of(read_config(config_file), config_file)
     if arch not in ARCHITECTURES:
-        raise ValueError(f"{name}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+        raise ValueError(f"{config_file}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
     return ARCHITECTURES[arch].from_pretrained(name, revision=revision, **kwargs)

@@ -8,13 +8,15 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
+from .constants import CARD_FILE, CONFIG_FILE, LIBRARY_NAME, WEIGHTS_FILE
+
 try:  # the HTTP client huggingface_hub 2.x uses; 1.x used httpx
     from httpx2 import TransportError
 except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
     from httpx import TransportError
 
 #: Files a model folder must hold to be worth publishing.
-REQUIRED_FILES = ("config.json", "model.safetensors", "README.md")
+REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
 #: Top-level entries of a training output folder that stay local: resumable checkpoints
 #: (optimizer state, GBs for HAT), tracker logs and the per-step validation grids.
 LOCAL_ONLY = ("checkpoint-*", "logs", "validation")
@@ -62,7 +64,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revi
             api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
         info = api.create_commit(
             repo_id, folder_operations(folder), repo_type="model", revision=revision,
-            commit_message=commit_message or f"Upload {folder.name} with sr-models",
+            commit_message=commit_message or f"Upload {folder.name} with {LIBRARY_NAME}",
         )
     except HfHubHTTPError as err:
         raise PublishError(f"the Hub refused the upload to {repo_id}: {str(err).splitlines()[0]}") from err

@@ -1,17 +1,21 @@
 """Model cards and publishing: rendering, save/load round trip, push with HfApi mocked."""
 
+import dataclasses
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
+import yaml
 from huggingface_hub import ModelCard
 from PIL import Image
 
 from sr_models import ESPCN, HAT, load_model
 from sr_models.__main__ import main
-from sr_models.cards import CardInfo, render_model_card
+from sr_models.cards import CardInfo, dataset_type, render_model_card
+from sr_models.loading import BUNDLED, bundled_folder
 
 INFO = CardInfo(
     evaluations=[{"dataset": "CelebA-HQ held-out faces", "dataset_id": "celeba-hq-heldout", "scale": 4,
@@ -29,7 +33,7 @@ INFO = CardInfo(
 
 @pytest.mark.parametrize("preset", ["hat-tiny", "espcn-tiny"])
 def test_rendered_card_parses_and_holds_the_metrics(tmp_path, preset):
-    model = load_model(preset)
+    model = load_model(preset, random_weights=True)
     card = render_model_card(model, INFO, comparison_image="comparison.png")
     card.save(tmp_path / "README.md")
     loaded = ModelCard.load(tmp_path / "README.md")
@@ -38,7 +42,9 @@ def test_rendered_card_parses_and_holds_the_metrics(tmp_path, preset):
     assert data.license == "cc-by-nc-sa-4.0" and data.datasets == ["someone/ffhq-256"]
     assert data.base_model == "someone/hat-pretrained"
     values = {(r.dataset_name, r.metric_type): r.metric_value for r in data.eval_results}
-    assert values == {("CelebA-HQ held-out faces", "psnr"): 29.46, ("CelebA-HQ held-out faces", "ssim"): 0.8421}
+    # the card rounds the stored scores (PSNR to 0.01 dB, SSIM to 4 digits)
+    assert values == pytest.approx({("CelebA-HQ held-out faces", "psnr"): 29.46,
+                                    ("CelebA-HQ held-out faces", "ssim"): 0.8421}, abs=1e-9)
     text = loaded.text
     assert f"{type(model).__name__}.from_pretrained(\"me/hat-faces\")" in text
     assert "28.12 / 0.8100" in text and "+1.33" in text  # the bicubic vs model table
@@ -58,11 +64,93 @@ def test_save_load_round_trip_keeps_weights_config_and_card(tmp_path):
         "README.md", "config.json", "model.safetensors", "model_card.json", "comparison.png"}
     loaded = HAT.from_pretrained(tmp_path)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
-    assert loaded._hub_mixin_config == model._hub_mixin_config
+    assert loaded.config == model.config
     assert loaded.card_info == INFO and loaded.comparison_image.size == (32, 8)
     # re-saving a loaded model writes the same card (what push_to_hub uploads)
     loaded.save_pretrained(tmp_path / "again")
     assert (tmp_path / "again" / "README.md").read_text() == (tmp_path / "README.md").read_text()
+
+
+def front_matter(text: str) -> dict:
+    """The YAML metadata block at the top of a card, parsed."""
+    match = re.match(r"---\n(.*?)\n---\n", text, re.S)
+    assert match, "the card has no front matter"
+    return yaml.safe_load(match.group(1))
+
+
+NON_COMMERCIAL = dataclasses.replace(
+    INFO, license="other", license_name="celeba-hq-non-commercial-research",
+    license_link="https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html",
+    licence_note="Trained on CelebA-HQ: non-commercial research use only.",
+    evaluations=[{**INFO.evaluations[0], "dataset": "CelebA-HQ held-out faces (9, 256x256)", "dataset_id": None}])
+
+
+@pytest.mark.parametrize("cls,preset", [(HAT, "hat-tiny"), (ESPCN, "espcn-tiny")])
+def test_a_card_under_another_licence_names_it_links_it_and_never_says_apache(cls, preset):
+    text = str(render_model_card(cls.from_preset(preset), NON_COMMERCIAL))
+    meta = front_matter(text)
+    assert meta["license"] == "other" and meta["license_name"] == "celeba-hq-non-commercial-research"
+    assert meta["license_link"] == "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
+    assert "[celeba-hq-non-commercial-research](https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html)" in text
+    assert "apache" not in text.lower()  # the code's licence is not the weights'
+
+
+def test_licence_other_without_its_name_and_link_is_refused_before_anything_is_written(tmp_path):
+    info = dataclasses.replace(NON_COMMERCIAL, license_link=None)
+    with pytest.raises(ValueError, match="license 'other' needs license_name and license_link"):
+        info.check_licence()
+    model = ESPCN.from_preset("espcn-tiny")
+    with pytest.raises(ValueError, match="license_link"):
+        model.save_pretrained(tmp_path, card_info=info)
+    assert (tmp_path / "model.safetensors").is_file()  # the card fails, the weights are kept
+
+
+def test_a_card_without_a_stated_licence_claims_none():
+    card = ESPCN.from_preset("espcn-tiny").generate_model_card()
+    assert "license" not in front_matter(str(card)) and "apache" not in str(card).lower()
+    assert "The licence of these weights is not stated." in str(card)
+
+
+@pytest.mark.parametrize("evaluation,expected", [
+    ({"dataset": "FFHQ (held out)", "dataset_id": "someone/ffhq-256"}, "someone/ffhq-256"),
+    ({"dataset": "CelebA-HQ held-out faces (9, 256x256)", "dataset_id": "celeba-hq-faces-heldout"},
+     "celeba-hq-faces-heldout"),
+    ({"dataset": "CelebA-HQ held-out faces (9, 256x256)"}, "celeba-hq-held-out-faces-9-256x256"),
+    ({"dataset": "my faces", "dataset_id": "my faces / val"}, "my-faces-val"),
+])
+def test_model_index_dataset_type_is_an_id_never_free_text(evaluation, expected):
+    assert dataset_type(evaluation) == expected
+    meta = front_matter(str(render_model_card(ESPCN.from_preset("espcn-tiny"), dataclasses.replace(
+        INFO, evaluations=[{**INFO.evaluations[0], "dataset_id": None, **evaluation}]))))
+    assert meta["model-index"][0]["results"][0]["dataset"]["type"] == expected
+
+
+@pytest.mark.parametrize("cls,preset,rows", [
+    (HAT, "hat-s", ["- residual groups: 6, of depths 6, 6, 6, 6, 6, 6", "- attention heads per group: 6, 6, 6, 6, 6, 6",
+                    "- window size: 16", "- compress ratio: 24", "- squeeze factor: 24", "- embedding dimension: 144"]),
+    (ESPCN, "espcn", ["- conv layers: 64 → 64 → 32 → 3·4²", "- kernel sizes: 5, 3, 3, 3", "- activation: relu"]),
+])
+def test_each_configuration_entry_is_one_line(cls, preset, rows):
+    text = str(render_model_card(cls.from_preset(preset), INFO))
+    lines = text.splitlines()
+    assert all(row in lines for row in rows)
+    # no phrase broken across lines ("depths\n3, 3, 3"): a line never starts with a number
+    # after a line that ends in a word
+    assert not re.search(r"[A-Za-z]\n\d", text)
+
+
+@pytest.mark.parametrize("name", list(BUNDLED))
+def test_bundled_cards_state_the_weights_licence_and_are_up_to_date(name):
+    folder = bundled_folder(name)
+    text = (folder / "README.md").read_text()
+    meta = front_matter(text)
+    assert meta["license"] == "other" and meta["license_name"] and meta["license_link"].startswith("https://")
+    assert "apache" not in text.lower() and "non-commercial" in text
+    for result in meta["model-index"][0]["results"]:
+        assert result["dataset"]["type"] == "celeba-hq-faces-heldout"
+    assert not re.search(r"[A-Za-z]\n\d", text)
+    # README.md is what the current templates render from the folder's model_card.json
+    assert str(load_model(folder).generate_model_card()) == str(ModelCard(text))
 
 
 def test_push_to_hub_of_the_mixin_uploads_the_real_card(tmp_path, monkeypatch):
@@ -88,7 +176,9 @@ def test_push_to_hub_of_the_mixin_uploads_the_real_card(tmp_path, monkeypatch):
     model = ESPCN.from_preset("espcn-tiny")
     model.card_info = INFO
     model.push_to_hub("me/espcn")
-    assert "CelebA-HQ held-out faces" in uploaded["card"][1] and "sr-models" in uploaded["card"][1]
+    card = uploaded["card"][1]
+    assert "CelebA-HQ held-out faces" in card and "sr-models" in card
+    assert front_matter(card)["license"] == "cc-by-nc-sa-4.0" and "apache" not in card.lower()
 
 
 @pytest.fixture
