@@ -19,27 +19,40 @@ from PIL import Image
 from torch import nn
 
 from .constants import PROTOCOL
+from .image_io import load_image, to_rgb
 from .metrics import bicubic_upscale, crop_to_multiple, degrade, psnr, ssim
-from .pipeline import load_image, upscale
+from .pipeline import upscale
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+#: Files taken as images in folders and globs (an animated GIF gives its first frame).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 BICUBIC = "bicubic"
 
 
-def find_images(folder: str | Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted for a stable order."""
+def scan_folder(folder: str | Path) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) under ``folder`` (recursive), each sorted for a stable
+    order. Hidden files and folders (a name starting with "."), among them the partial
+    files of an interrupted CLI run, are in neither list."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    return images, [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Image files under ``folder`` (recursive, hidden files left out), sorted."""
+    return scan_folder(folder)[0]
 
 
 def prepare_hr(image: Image.Image, scale: int, hr_size: int | None = None) -> Image.Image:
     """HR as the protocol uses it: RGB, optionally centre-cropped to a square and resized
-    (PIL bicubic, antialiased) to ``hr_size``, then cropped to a multiple of ``scale``."""
-    image = image.convert("RGB")
+    (PIL bicubic, antialiased) to ``hr_size``, then cropped to a multiple of ``scale``.
+    16-bit and float images are scaled to 8 bits by their range (not clipped)."""
+    image = to_rgb(image)
     if hr_size is not None:
         side = min(image.size)
         left, top = (image.width - side) // 2, (image.height - side) // 2

@@ -1,6 +1,6 @@
 """Super-resolution metrics: the one implementation of the evaluation protocol.
 
-Protocol (docs/DESIGN.md, "Evaluation protocol"), which is the convention of the
+Protocol (docs/protocol.md), which is the convention of the
 SR literature behind published tables (EDSR, SwinIR, HAT, BasicSR's
 ``calculate_psnr``/``calculate_ssim`` with ``test_y_channel=True``; e.g. bicubic x4
 on Set5 = 28.42 dB / 0.8104):
@@ -31,7 +31,8 @@ private core, so they cannot drift apart.
 
 The degradation (``degrade``) and the bicubic baseline (``bicubic_upscale``) use PIL's
 antialiased ``Image.BICUBIC``, which is within 0.01 dB of MATLAB's ``imresize`` for
-this purpose. Known answers on ``skimage.data.astronaut()`` (see
+this purpose. ``bicubic_upscale`` is the project's one bicubic upscaler: it takes every
+PIL mode that ``upscale()`` takes and returns the mode ``upscale()`` returns. Known answers on ``skimage.data.astronaut()`` (see
 tests/test_metrics.py): bicubic PSNR-Y 31.71 / 28.68 / 26.84 dB at x2 / x3 / x4.
 """
 
@@ -44,6 +45,8 @@ from typing import Union
 import numpy as np
 import torch
 from PIL import Image
+
+from .image_io import float_range, normalise_mode
 
 logger = logging.getLogger(__name__)
 
@@ -79,20 +82,20 @@ ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 # --------------------------------------------------------------------------- helpers
 
 
+def _check_int(value, name: str, lowest: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < lowest:
+        raise ValueError(f"{name} must be >= {lowest}, got {value}")
+    return int(value)
+
+
 def _check_crop_border(crop_border) -> int:
-    if isinstance(crop_border, bool) or not isinstance(crop_border, numbers.Integral):
-        raise TypeError(f"crop_border must be an int, got {type(crop_border).__name__}")
-    if crop_border < 0:
-        raise ValueError(f"crop_border must be >= 0, got {crop_border}")
-    return int(crop_border)
+    return _check_int(crop_border, "crop_border", 0)
 
 
 def _check_scale(scale) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Integral):
-        raise TypeError(f"scale must be an int, got {type(scale).__name__}")
-    if scale < 1:
-        raise ValueError(f"scale must be >= 1, got {scale}")
-    return int(scale)
+    return _check_int(scale, "scale", 1)
 
 
 def _compute_dtype(device: torch.device) -> torch.dtype:
@@ -371,8 +374,18 @@ def degrade(hr: Image.Image, scale: int) -> Image.Image:
 
 
 def bicubic_upscale(lr: Image.Image, scale: int) -> Image.Image:
-    """Bicubic baseline: ``lr`` upscaled by ``scale`` with PIL ``Image.BICUBIC``."""
+    """Bicubic baseline: ``lr`` upscaled by ``scale`` with PIL ``Image.BICUBIC``.
+
+    RGB and L images are resized as they are (the protocol). Other modes first become
+    what :func:`sr_models.upscale` makes of them (:mod:`sr_models.image_io`): P -> RGB or
+    RGBA, 1 -> L, 16-bit -> I;16, ...; a float image stays F, clamped to its range.
+    """
     scale = _check_scale(scale)
-    _check_pil(lr, "lr")
+    if not isinstance(lr, Image.Image):
+        raise TypeError(f"lr must be a PIL image, got {type(lr).__name__}")
+    lr = normalise_mode(lr, "lr")
     w, h = lr.size
-    return lr.resize((w * scale, h * scale), Image.BICUBIC)
+    out = lr.resize((w * scale, h * scale), Image.BICUBIC)
+    if out.mode == "F":  # cubic overshoot, as upscale() clamps it
+        out = Image.fromarray(np.clip(np.asarray(out), 0.0, float_range(lr, "lr")))
+    return out

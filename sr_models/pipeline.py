@@ -3,7 +3,8 @@
 ``upscale(model, image)`` is the entry point for images; ``upscale_tensor(model, lr)``
 for tensors. Both leave the numbers to the model: padding only extends the borders, and
 tiles are blended so that, for a model with a finite receptive field (ESPCN), the
-tiled output equals the untiled one exactly.
+tiled output equals the untiled one up to float rounding (~1e-6). What each PIL mode
+becomes is in :mod:`sr_models.image_io`.
 """
 
 from __future__ import annotations
@@ -13,19 +14,17 @@ import math
 import os
 from collections.abc import Callable
 from contextlib import nullcontext
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch import nn
+
+from .image_io import (DEFAULT_MAX_PIXELS, ImageInputError, check_image_size, join_image, load_image,
+                       split_image, warn_if_animated)
 
 logger = logging.getLogger(__name__)
 
-#: Largest input accepted by default, in pixels (the decompression-bomb guard): 40 MP in
-#: gives 640 MP out at x4, already ~2 GB as 8-bit RGB.
-DEFAULT_MAX_PIXELS = 40_000_000
 #: Share of the free memory that ``tile="auto"`` plans to use.
 AUTO_TILE_MEMORY_FRACTION = 0.5
 #: Bytes per LR pixel of a forward pass per unit of model width. benchmarks/memory.py
@@ -35,11 +34,6 @@ BYTES_PER_PIXEL_PER_CHANNEL = 420
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ProgressCallback = Callable[[int, int], None]
-
-
-class ImageInputError(ValueError):
-    """An input that cannot be super-resolved: not an image, empty, or too large."""
-
 
 # --------------------------------------------------------------------------- tensors
 
@@ -61,17 +55,43 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return x
 
 
+def input_channels(model: nn.Module) -> int:
+    """Channels the model takes: its config's ``in_chans`` (3, RGB, for every preset)."""
+    config = getattr(model, "config", None)  # plain nn.Modules (test doubles) have none
+    return config.get("in_chans", 3) if isinstance(config, dict) else 3
+
+
+def check_input(model: nn.Module, lr: torch.Tensor) -> None:
+    """The one input check of :func:`upscale_tensor`, whatever the model: a float
+    (B, C, H, W) or (C, H, W) tensor with the model's channels, not empty, finite."""
+    if not isinstance(lr, torch.Tensor):
+        raise TypeError(f"expected a torch tensor, got {type(lr).__name__}")
+    if lr.ndim not in (3, 4):
+        raise ValueError(f"expected a (B, C, H, W) or (C, H, W) tensor, got shape {tuple(lr.shape)}")
+    if not lr.is_floating_point():
+        raise ValueError(f"expected a float tensor with values in [0, 1], got dtype {lr.dtype}; "
+                         "convert 8-bit images with lr.float() / 255")
+    channels = input_channels(model)
+    if lr.shape[-3] != channels:
+        raise ValueError(f"expected {channels} channels (dimension -3), got {lr.shape[-3]} in shape {tuple(lr.shape)}")
+    h, w = lr.shape[-2:]
+    if h == 0 or w == 0:
+        raise ValueError(f"empty input of size {h}x{w}")
+    if not torch.isfinite(lr).all():
+        raise ValueError("the input holds NaN or infinite values")
+
+
 def upscale_tensor(model: nn.Module, lr: torch.Tensor) -> torch.Tensor:
-    """Super-resolve float (B, C, H, W) in [0, 1] of any H, W; returns (B, C, sH, sW).
+    """Super-resolve float (B, C, H, W) or (C, H, W) in [0, 1] of any H, W; returns
+    (B, C, sH, sW) or (C, sH, sW). The input is checked (:func:`check_input`).
 
     Pads to ``model.pad_multiple``, runs the model as it is (device, dtype, grad mode are
     the caller's), crops the padding away. Values are not clamped.
     """
-    if lr.ndim != 4:
-        raise ValueError(f"expected a (B, C, H, W) tensor, got shape {tuple(lr.shape)}")
+    check_input(model, lr)
+    if lr.ndim == 3:
+        return upscale_tensor(model, lr.unsqueeze(0))[0]
     h, w = lr.shape[-2:]
-    if h == 0 or w == 0:
-        raise ValueError(f"empty input of size {h}x{w}")
     out = model(pad_to_multiple(lr, model.pad_multiple))
     return out[..., : model.scale * h, : model.scale * w]
 
@@ -108,6 +128,21 @@ def _blend_ramp(length: int, overlap: int, margin: int, left_inner: bool, right_
     return w
 
 
+def tile_geometry(model: nn.Module, tile: int, overlap: int) -> tuple[int, int]:
+    """``tile`` rounded down and ``overlap`` up to multiples of ``model.pad_multiple`` (so the
+    attention windows stay aligned: see _tile_starts), checked: overlap < tile."""
+    multiple = model.pad_multiple
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < multiple:
+        raise ValueError(f"tile={tile!r} is invalid: expected 'auto', None or an integer >= {multiple}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise ValueError(f"tile_overlap={overlap!r} is invalid: expected an integer >= 0")
+    rounded_tile, rounded_overlap = tile // multiple * multiple, -(-overlap // multiple) * multiple
+    if rounded_overlap >= rounded_tile:
+        raise ValueError(f"tile_overlap={overlap} must be smaller than tile={tile} (rounded to multiples of "
+                         f"{multiple}: {rounded_overlap} and {rounded_tile})")
+    return rounded_tile, rounded_overlap
+
+
 def default_tile_overlap(model: nn.Module) -> int:
     """Overlap (LR pixels) between tiles: ESPCN's receptive field makes tiling exact;
     for attention models, two windows of context (>= 45 dB against untiled for HAT)."""
@@ -127,11 +162,7 @@ def upscale_tiled(model: nn.Module, lr: torch.Tensor, tile: int, overlap: int,
     """
     b, c, h, w = lr.shape
     s = model.scale
-    multiple = model.pad_multiple
-    tile = tile // multiple * multiple
-    overlap = -(-overlap // multiple) * multiple  # windows stay aligned: see _tile_starts
-    if overlap >= tile:
-        raise ValueError(f"tile_overlap={overlap} must be smaller than tile={tile} (both in multiples of {multiple})")
+    tile, overlap = tile_geometry(model, tile, overlap)
     radius = getattr(model, "receptive_radius", None)
     margin = min(radius if radius is not None else overlap // 4, overlap // 2)
     stride = tile - overlap
@@ -160,14 +191,27 @@ def upscale_tiled(model: nn.Module, lr: torch.Tensor, tile: int, overlap: int,
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The given device, or the best available one: cuda > mps > cpu."""
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """The given device, checked to exist, or the best available one: cuda > mps > cpu."""
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is invalid: expected cpu, cuda, cuda:N or mps") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        why = "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise ValueError(f"device {str(device)!r} is not available: {why}")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r} is not available: {torch.cuda.device_count()} CUDA GPU(s) visible")
+    if device.type == "mps" and not _mps_available():
+        raise ValueError("device 'mps' is not available on this machine")
+    return device
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def autocast_context(device: torch.device, dtype: str | torch.dtype | None):
@@ -218,71 +262,27 @@ def auto_tile(model: nn.Module, height: int, width: int, device: torch.device) -
 # --------------------------------------------------------------------------- images
 
 
-def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open an image file, checked (a real image, not empty, not over ``max_pixels``)
-    and turned upright by its EXIF orientation."""
-    try:
-        image = Image.open(path)
-    except FileNotFoundError as err:
-        raise ImageInputError(f"{path}: no such file") from err
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as err:
-        raise ImageInputError(f"{path}: not a readable image ({err})") from err
-    check_image_size(image, max_pixels, str(path))
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt pixel data
-        raise ImageInputError(f"{path}: corrupt image data ({err})") from err
-    return ImageOps.exif_transpose(image)
+def check_tiling(model: nn.Module, tile: int | str | None, tile_overlap: int | None) -> int:
+    """Check ``tile`` and ``tile_overlap`` (as :func:`upscale` takes them) before any work;
+    returns the overlap to use."""
+    overlap = default_tile_overlap(model) if tile_overlap is None else tile_overlap
+    if tile is None or tile == "auto":
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+            raise ValueError(f"tile_overlap={overlap!r} is invalid: expected an integer >= 0")
+    else:
+        tile_geometry(model, tile, overlap)
+    return overlap
 
 
-def check_image_size(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> None:
-    w, h = image.size
-    if w == 0 or h == 0:
-        raise ImageInputError(f"{name} is empty ({w}x{h})")
-    if w * h > max_pixels:
-        raise ImageInputError(
-            f"{name} is {w}x{h} = {w * h / 1e6:.1f} MP, over the limit of {max_pixels / 1e6:.1f} MP "
-            "(raise max_pixels if this is intended)"
-        )
-
-
-def _split_image(image: Image.Image) -> tuple[np.ndarray, Image.Image | None, str, float]:
-    """(colour as float32 HxWx3 in [0, 1], alpha or None, output mode, value range)."""
-    mode = image.mode
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        mode = image.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit greyscale: full precision in, 16-bit out (mode "I" is how PIL opens some).
-        grey = np.asarray(image, dtype=np.float32) / 65535.0
-        return np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=2), None, "I;16", 65535.0
-    alpha = None
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        alpha = image.getchannel("A")
-        image = image.convert("RGB" if mode in ("RGBA", "RGBa", "PA") else "L")
-    if image.mode in ("1", "L"):
-        out_mode = "LA" if alpha is not None else "L"
-        grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-        return np.repeat(grey[..., None], 3, axis=2), alpha, out_mode, 255.0
-    out_mode = {"CMYK": "CMYK"}.get(mode, "RGBA" if alpha is not None else "RGB")
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return rgb, alpha, out_mode, 255.0
-
-
-def _join_image(rgb: torch.Tensor, alpha: Image.Image | None, mode: str, value_range: float) -> Image.Image:
-    """Inverse of :func:`_split_image` for the (3, sH, sW) float output, which it consumes:
-    it is scaled in place, so a 4096² output needs no float temporaries beside it."""
-    rgb = rgb.clamp_(0, 1)
-    if mode in ("L", "LA", "I;16"):
-        rgb = rgb.mean(dim=0, keepdim=True)  # the three channels of a grey input stay (nearly) equal
-    if mode == "I;16":
-        levels = rgb.mul_(value_range).round_().to(torch.int32)[0].numpy()
-        return Image.fromarray(levels.astype(np.uint16))
-    arr = rgb.mul_(255).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-    out = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
-    if alpha is not None:
-        out.putalpha(alpha.resize(out.size, Image.BICUBIC))
-    return out.convert(mode) if out.mode != mode else out
+def _open(image: Image.Image | str | os.PathLike, max_pixels: int) -> tuple[Image.Image, str]:
+    """(the image upright, checked; its name for messages)."""
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image, max_pixels), str(image)
+    if not isinstance(image, Image.Image):
+        raise ImageInputError(f"expected a PIL image or a path, got {type(image).__name__}")
+    check_image_size(image, max_pixels)
+    warn_if_animated(image)
+    return ImageOps.exif_transpose(image), "image"
 
 
 def upscale(
@@ -298,42 +298,36 @@ def upscale(
 ) -> Image.Image:
     """Super-resolve a PIL image (or an image file) with ``model``.
 
-    Any mode a user meets: RGB, RGBA / LA (alpha upscaled with bicubic), L (grey in, grey
-    out), P (via RGB / RGBA), CMYK (returned as CMYK), 16-bit greyscale (processed at full
-    precision, returned as I;16), 1-bit (returned as 8-bit L: the upscaled edges are
-    grey). EXIF orientation is honoured. The output is exactly (scale·w, scale·h).
+    Any PIL mode: RGB, RGBA / LA (alpha upscaled with bicubic), L (grey in, grey out),
+    P (via RGB / RGBA), CMYK (returned as CMYK), 16-bit greyscale (full precision,
+    returned as I;16), float (F, returned as F in its own range), 1-bit (returned as L);
+    the table is in :mod:`sr_models.image_io`. EXIF orientation is honoured; an animated
+    image gives its first frame, with a logged warning. The output is exactly
+    (scale·w, scale·h).
 
-    ``tile``: None (whole image), an LR tile side, or "auto" (from the image size and the
-    device's free memory); tiles overlap by ``tile_overlap`` LR pixels (default: the
-    model's receptive field for ESPCN, two windows for HAT) and are blended.
+    ``tile``: None (whole image), an LR tile side, or "auto" (tiles only when the image
+    does not fit the device's free memory); tiles overlap by ``tile_overlap`` LR pixels
+    (default: the model's receptive field for ESPCN, two windows for HAT) and are blended.
     ``device``: default cuda > mps > cpu; the model is moved there and set to eval mode.
     ``dtype``: "float32" (default), "bfloat16" or "float16" autocast.
     ``progress(done, total)`` is called after each tile.
     """
-    if isinstance(image, (str, os.PathLike)):
-        image = load_image(Path(image), max_pixels)
-    elif not isinstance(image, Image.Image):
-        raise ImageInputError(f"expected a PIL image or a path, got {type(image).__name__}")
-    else:
-        check_image_size(image, max_pixels)
-        image = ImageOps.exif_transpose(image)
-    rgb, alpha, mode, value_range = _split_image(image)
-
+    overlap = check_tiling(model, tile, tile_overlap)
+    image, name = _open(image, max_pixels)
+    parts = split_image(image, name)
     device = resolve_device(device)
     model.to(device).eval()
-    lr = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
+    lr = torch.from_numpy(parts.rgb).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
     h, w = lr.shape[-2:]
     if tile == "auto":
         tile = auto_tile(model, h, w, device)
-    elif tile is not None and (not isinstance(tile, int) or tile < model.pad_multiple):
-        raise ValueError(f"tile={tile!r} is invalid: expected 'auto' or an integer >= {model.pad_multiple}")
-    with torch.inference_mode():
-        with autocast_context(device, dtype):
-            if tile is None or (h <= tile and w <= tile):
-                sr = upscale_tensor(model, lr.to(device)).float().cpu()
-                if progress is not None:
-                    progress(1, 1)
-            else:
-                overlap = default_tile_overlap(model) if tile_overlap is None else tile_overlap
-                sr = upscale_tiled(model, lr, tile, overlap, progress)
-        return _join_image(sr[0], alpha, mode, value_range)  # in place, hence inside inference mode
+        # room for the overlap on both sides plus some new pixels in every tile
+        tile = None if tile is None else max(tile, 2 * overlap + 2 * model.pad_multiple)
+    with torch.inference_mode(), autocast_context(device, dtype):
+        if tile is None or (h <= tile and w <= tile):
+            sr = upscale_tensor(model, lr.to(device)).float().cpu()
+            if progress is not None:
+                progress(1, 1)
+        else:
+            sr = upscale_tiled(model, lr, tile, overlap, progress)
+    return join_image(sr[0].numpy(), parts)  # scaled in place: no full-size float copies

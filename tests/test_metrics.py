@@ -13,7 +13,7 @@ from skimage.metrics import structural_similarity
 
 from sr_models import metrics as M
 
-# docs/DESIGN.md, "Evaluation protocol": bicubic on skimage's astronaut, PSNR-Y (dB).
+# docs/protocol.md: bicubic on skimage's astronaut, PSNR-Y (dB).
 KNOWN_PSNR_Y = {2: 31.71, 3: 28.68, 4: 26.84}
 
 
@@ -98,6 +98,7 @@ def test_all_input_types_agree():
         return [Image.fromarray(arr), arr, t, t.unsqueeze(0), t.double()]
 
     for fn in (M.psnr, M.ssim):
+        # exact: every type becomes the same uint8 values, then runs the same float64 code
         ref = fn(sr_arr, hr_arr, 3)
         for s in variants(sr_arr):
             for h in variants(hr_arr):
@@ -252,3 +253,24 @@ def test_degrade_grayscale_and_crop_types():
         M.degrade(Image.new("P", (16, 16)), 2)
     with pytest.raises(TypeError):
         M.degrade(arr, 2)
+
+
+def test_bicubic_baseline_of_palette_and_one_bit_images_is_bicubic_not_nearest():
+    rgb = Image.fromarray(_rand_uint8(np.random.default_rng(6), (12, 10, 3)))
+    palette = rgb.quantize(16)
+    out = M.bicubic_upscale(palette, 2)
+    assert out.mode == "RGB"
+    assert np.array_equal(np.asarray(out), np.asarray(palette.convert("RGB").resize((20, 24), Image.BICUBIC)))
+    bits = rgb.convert("1")
+    out = M.bicubic_upscale(bits, 2)
+    assert out.mode == "L" and len(np.unique(np.asarray(out))) > 2  # grey edges, not 0/255 only
+
+
+def test_bicubic_baseline_of_a_float_image_stays_in_its_range():
+    values = np.zeros((8, 8), np.float32)
+    values[:, 4:] = 1.0  # a hard edge: cubic overshoot on both sides
+    out = M.bicubic_upscale(Image.fromarray(values), 4)
+    assert out.mode == "F"
+    arr = np.asarray(out)
+    assert arr.min() == 0.0 and arr.max() == 1.0
+    assert np.asarray(Image.fromarray(values).resize((32, 32), Image.BICUBIC)).max() > 1.0  # what was clamped

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -34,7 +35,42 @@ def test_upscale_tensor_pads_to_the_window_for_hat():
         assert upscale_tensor(model, torch.rand(2, 3, 9, 10)).shape == (2, 3, 18, 20)
 
 
-@pytest.mark.parametrize("shape", [(3, 8, 8), (1, 3, 0, 8)])
-def test_upscale_tensor_rejects_bad_shapes(shape):
-    with pytest.raises(ValueError):
-        upscale_tensor(ESPCN.from_preset("espcn-tiny"), torch.rand(*shape))
+def test_upscale_tensor_takes_an_unbatched_image():
+    model = ESPCN.from_preset("espcn-tiny", upscale=2)
+    x = torch.rand(3, 5, 7)
+    with torch.no_grad():
+        out = upscale_tensor(model, x)
+    assert out.shape == (3, 10, 14)
+    assert torch.allclose(out, upscale_tensor(model, x[None])[0], atol=1e-6)
+
+
+@pytest.fixture(scope="module", params=["espcn-tiny", "hat-tiny"])
+def any_model(request):
+    cls = ESPCN if request.param.startswith("espcn") else HAT
+    return cls.from_preset(request.param, upscale=2).eval()
+
+
+def _nan_pixel():
+    x = torch.rand(1, 3, 8, 8)
+    x[0, 1, 3, 4] = float("nan")
+    return x
+
+
+@pytest.mark.parametrize("make_input,message", [
+    (lambda: (torch.rand(1, 3, 8, 8) * 255).to(torch.uint8), r"float tensor.*uint8.*/ 255"),
+    (lambda: torch.rand(1, 1, 8, 8), r"expected 3 channels.*got 1"),
+    (lambda: torch.rand(1, 4, 8, 8), r"expected 3 channels.*got 4"),
+    (_nan_pixel, "NaN or infinite"),
+    (lambda: torch.full((1, 3, 8, 8), float("inf")), "NaN or infinite"),
+    (lambda: torch.rand(1, 3, 0, 8), "empty input"),
+    (lambda: torch.rand(1, 1, 3, 8, 8), r"\(B, C, H, W\) or \(C, H, W\)"),
+    (lambda: torch.rand(8, 8), r"\(B, C, H, W\) or \(C, H, W\)"),
+])
+def test_both_models_share_one_input_check(any_model, make_input, message):
+    with torch.no_grad(), pytest.raises(ValueError, match=message):
+        upscale_tensor(any_model, make_input())
+
+
+def test_upscale_tensor_refuses_what_is_not_a_tensor(any_model):
+    with pytest.raises(TypeError, match="ndarray"):
+        upscale_tensor(any_model, np.zeros((1, 3, 8, 8), np.float32))

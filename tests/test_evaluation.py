@@ -1,0 +1,52 @@
+"""sr_models.evaluation: which files are images, the HR preparation, the scorer."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sr_models import ESPCN
+from sr_models.evaluation import evaluate, find_images, prepare_hr, scan_folder, score_image
+
+
+def _rgb(path, size=(16, 12)):
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+def test_folders_give_images_gifs_included_and_never_hidden_or_partial_files(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / ".cache").mkdir()
+    for name in ("a.png", "b.JPG", "sub/c.gif", ".hidden.png", ".cache/d.png"):
+        _rgb(tmp_path / name)
+    (tmp_path / ".a_x4.png.partial-0a1b2c3d").write_bytes(b"\x89PNG half")  # left by a killed CLI run
+    (tmp_path / "notes.txt").write_text("text")
+    images, others = scan_folder(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in images] == ["a.png", "b.JPG", "sub/c.gif"]
+    assert [p.name for p in others] == ["notes.txt"]
+    assert find_images(tmp_path) == images
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        find_images(tmp_path / "a.png")
+
+
+@pytest.mark.parametrize("image", [
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)),  # 16-bit: PIL's convert("RGB") makes it white
+    Image.fromarray(np.full((8, 8), 40000 / 65535, np.float32)),  # float 0-1: PIL's convert makes it black
+])
+def test_hr_images_of_high_bit_depth_are_scaled_to_8_bits_not_clipped(image):
+    hr = prepare_hr(image, scale=2)
+    assert hr.mode == "RGB"
+    assert np.all(np.asarray(hr) == round(40000 / 65535 * 255))
+
+
+def test_evaluate_scores_every_method_with_the_one_scorer(tmp_path, caplog):
+    _rgb(tmp_path / "a.png", (48, 40))
+    (tmp_path / "b.png").write_text("not an image")
+    model = ESPCN.from_preset("espcn-tiny", upscale=2).eval()
+    result = evaluate({"tiny": model}, find_images(tmp_path), scale=2, hr_size=32)
+    assert result.images == [str(tmp_path / "a.png")] and "b.png" in caplog.text  # skipped with a warning
+    hr = prepare_hr(Image.open(tmp_path / "a.png"), 2, 32)
+    from sr_models.metrics import bicubic_upscale, degrade
+
+    expected = score_image(bicubic_upscale(degrade(hr, 2), 2), hr, 2)
+    assert result.methods["bicubic"].psnr == [pytest.approx(expected["psnr"], abs=1e-9)]
+    assert result.methods["bicubic"].ssim == [pytest.approx(expected["ssim"], abs=1e-9)]
+    assert set(result.methods) == {"bicubic", "tiny"}
