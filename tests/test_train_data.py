@@ -1,9 +1,9 @@
 """Training data (train/data.py), in process: aligned pairs, determinism and resume of the
-loader, skipped images, the validation hold-out, the split across processes."""
+loader, skipped images, folders read as one split, the validation hold-out, the split across
+processes, the data's licence."""
 
 import hashlib
 import io
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,12 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `train` is a folder of scripts at the project root, not installed
-    sys.path.insert(0, str(ROOT))
-
-from sr_models.metrics import degrade  # noqa: E402
-from train import data  # noqa: E402
+from sr_models.metrics import degrade
+from train import data
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -104,6 +100,8 @@ def test_lr_patch_is_the_same_crop_of_the_whole_image_degradation(scale):
                    if np.array_equal(hr_cropped[yy : yy + p, xx : xx + p], hr_patch)]
         assert len(matches) == 1
         y, x = matches[0]
+        # Exact on any CPU: PIL resamples 8-bit images in fixed point, and the region's kernel
+        # weights are computed from the same (exactly representable) offsets as the whole image's.
         assert np.array_equal(lr, whole_lr[y // scale : y // scale + 8, x // scale : x // scale + 8])
 
 
@@ -123,6 +121,7 @@ def test_augmentation_applies_one_symmetry_of_the_square_to_both():
 
 
 def test_batches_do_not_depend_on_threads_and_a_resumed_loader_continues_exactly(folder):
+    # Exact comparisons: the same bytes through the same operations, whatever thread runs them.
     reference = take(loader(sources(folder)), 9)  # more than one epoch (7 usable images)
     threaded = take(loader(sources(folder), num_workers=3), 9)
     for a, b in zip(reference, threaded):
@@ -207,3 +206,39 @@ def test_validation_images_too_small_for_the_metrics_are_skipped(tmp_path):
 def test_image_id_prefers_content_over_path():
     assert data.image_id({"bytes": b"abc", "path": "x.png"}).startswith("sha1:")
     assert data.image_id({"bytes": None, "path": "/data/x.png"}) == "/data/x.png"
+
+
+def test_a_folder_is_one_split_whatever_the_file_and_folder_names(tmp_path):
+    """Issue: imagefolder guessed splits from names; train_extra.png became the whole training
+    split, and test_* / val* names failed with "Bad split"."""
+    names = ["a.png", "train_extra.png", "test_1.png", "val_x.png", "validation.png", "test/b.png", "train/c.jpg"]
+    for i, name in enumerate(names):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        pattern(40, 40, seed=i).save(tmp_path / name)
+    (tmp_path / ".hidden.png").write_bytes(png_bytes(pattern(40, 40, 99)))  # hidden files are left out
+    (tmp_path / "notes.txt").write_text("not an image")
+    src = sources(tmp_path)
+    read = sorted(Path(data.image_id(ex["image"])).relative_to(tmp_path).as_posix() for ex in src.train)
+    assert read == sorted(names)
+    assert len(take(loader(src, batch_size=7), 1)[0].ids) == 7
+
+
+def test_a_folder_without_images_is_a_clear_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(data.DataError, match="no image files"):
+        sources(tmp_path)
+
+
+def test_the_data_licence_is_the_flag_the_declared_default_or_the_dataset_card(tmp_path):
+    flag = data.data_terms(license="cc-by-4.0", license_link="https://example.com/terms", dataset_name=None)
+    assert (flag.license, flag.license_link, flag.source) == ("cc-by-4.0", "https://example.com/terms", "--data_license")
+    default = data.data_terms(license=None, license_link=None, dataset_name=data.DEFAULT_DATASET)
+    assert default == data.DEFAULT_DATASET_TERMS and default.license == "cc-by-nc-sa-4.0" and default.faces
+    # A name is never read for a licence: "ffhq" in it says nothing, its card does.
+    named = write_parquet_dataset(tmp_path / "my-ffhq-copy", [[png_bytes(pattern(40, 40, 0))]])
+    assert data.data_terms(license=None, license_link=None, dataset_name=str(named)).license == "unknown"
+    card = named / "README.md"
+    card.write_text(card.read_text().replace("---\n", "---\nlicense: mit\n", 1))
+    terms = data.data_terms(license=None, license_link=None, dataset_name=str(named))
+    assert (terms.license, terms.source, terms.faces) == ("mit", f"the dataset card of {named}", False)
+    assert data.data_terms(license=None, license_link=None, dataset_name=None).license == "unknown"

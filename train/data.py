@@ -5,11 +5,13 @@ image column read undecoded (``Image(decode=False)``), so that this code, not th
 dataset's formatter, decodes each image and can skip a corrupt one instead of ending the
 stream. A Hub dataset (``--dataset_name``), a local folder laid out like a Hub dataset
 (parquet shards) and a plain folder of images (``--train_data_dir``, the ``imagefolder``
-builder) are all read this way.
+builder given the list of files, so that no split is guessed from file names) are all read
+this way.
 
 Default data: ``merkol/ffhq-256`` on the Hub, the 70,000 FFHQ faces (Karras et al., NVIDIA,
-CC BY-NC-SA 4.0) at 256x256 (as its name says; its card lists one ``image`` column, 70,000
-rows and 7.4 GB) in 15 parquet shards and a single ``train`` split. The mirror has no
+CC BY-NC-SA 4.0, declared in ``DEFAULT_DATASET_TERMS``) at 256x256 (as its name says; its
+card lists one ``image`` column, 70,000 rows and 7.4 GB) in 15 parquet shards and a single
+``train`` split. The mirror has no
 validation split, so when no ``--validation_data_dir`` is given the first
 ``--max_eval_samples`` images of the unshuffled stream are held out (the first rows of
 shard 0) and the training stream drops every image with the same content (``image_id``),
@@ -51,11 +53,29 @@ import torch
 from PIL import Image
 
 from sr_models.metrics import crop_to_multiple, degrade
+from train.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class DataTerms:
+    """The licence of a training set (a Hub licence id and a link to its text) and whether
+    it holds faces: what the card of weights trained on it says. ``source`` says where the
+    licence was read (for the log and training_facts.json)."""
+
+    license: str = "unknown"
+    license_link: str | None = None
+    faces: bool = False
+    source: str = "not given"
+
+
 #: FFHQ at 256x256 (70,000 images, parquet, column "image"); see the module docstring.
 DEFAULT_DATASET = "merkol/ffhq-256"
+#: FFHQ's terms, declared here because the mirror's card does not state them.
+DEFAULT_DATASET_TERMS = DataTerms(license="cc-by-nc-sa-4.0",
+                                  license_link="https://github.com/NVlabs/ffhq-dataset/blob/master/LICENSE.txt",
+                                  faces=True, source=f"declared for {DEFAULT_DATASET} (FFHQ, NVIDIA)")
 DEFAULT_IMAGE_COLUMN = "image"
 #: PIL's bicubic kernel reaches 2 output pixels to each side when it downscales; one more
 #: for the rounding of the window bounds. A region this many LR pixels wider than the patch
@@ -67,7 +87,7 @@ MAX_SKIP_WARNINGS = 20
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
-class DataError(Exception):
+class DataError(UsageError):
     """A problem with the data the user pointed at: reported in one line, exit code 2."""
 
 
@@ -94,9 +114,9 @@ def open_image_stream(*, dataset_name: str | None = None, dataset_config_name: s
     from datasets import load_dataset
 
     if data_dir is not None:
-        if not Path(data_dir).is_dir():
-            raise DataError(f"{what} {data_dir}: no such folder")
-        path, name, kwargs = "imagefolder", None, {"data_dir": str(data_dir)}
+        # The files are listed here: given a folder, imagefolder would guess splits from file
+        # and folder names (train_extra.png would become the whole training split).
+        path, name, kwargs = "imagefolder", None, {"data_files": {split: image_files(data_dir, what)}}
         image_column = "image"  # the column imagefolder makes
     else:
         path, name, kwargs = dataset_name, dataset_config_name, {}
@@ -110,6 +130,52 @@ def open_image_stream(*, dataset_name: str | None = None, dataset_config_name: s
         raise DataError(f"{what} {dataset_name or data_dir!r} has no column {image_column!r} "
                         f"(columns: {', '.join(columns)}); pick one with --image_column")
     return ds.select_columns([image_column]).cast_column(image_column, ImageFeature(decode=False))
+
+
+def image_files(folder: str | os.PathLike, what: str = "--train_data_dir") -> list[str]:
+    """Every image file under ``folder`` (recursive, sorted; hidden files and folders left
+    out): a folder is one split, whatever its file names."""
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    root = Path(folder).resolve()
+    if not root.is_dir():
+        raise DataError(f"{what} {folder}: no such folder")
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in ImageFolder.EXTENSIONS
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if not files:
+        raise DataError(f"{what} {folder}: no image files in it")
+    return files
+
+
+def data_terms(*, license: str | None, license_link: str | None, dataset_name: str | None) -> DataTerms:
+    """The training data's terms: --data_license if given, else what is declared for the
+    default dataset, else the dataset card's ``license`` / ``license_link``, else unknown."""
+    faces = dataset_name == DEFAULT_DATASET
+    if license is not None:
+        return DataTerms(license, license_link, faces=faces, source="--data_license")
+    if faces:
+        return DEFAULT_DATASET_TERMS
+    card = _dataset_card(dataset_name) if dataset_name else None
+    found = card.get("license") if card else None
+    if isinstance(found, list) and len(found) == 1:
+        found = found[0]
+    if isinstance(found, str) and found:
+        return DataTerms(found, card.get("license_link"), source=f"the dataset card of {dataset_name}")
+    return DataTerms()
+
+
+def _dataset_card(dataset_name: str) -> dict | None:
+    """The metadata of a dataset's card (README.md front matter): a local folder's, or a
+    Hub dataset's (the file the streaming loader reads anyway); None if there is none."""
+    from huggingface_hub import DatasetCard
+
+    try:
+        local = Path(dataset_name) / "README.md"
+        card = DatasetCard.load(local) if local.is_file() else DatasetCard.load(dataset_name, repo_type="dataset")
+    except Exception as err:  # noqa: BLE001 - no card, offline, or not a repo id: the licence stays unknown
+        logger.warning("cannot read the dataset card of %s (%s): its licence is unknown", dataset_name, err)
+        return None
+    return card.data.to_dict()
 
 
 def read_bytes(value: dict) -> bytes:
@@ -412,13 +478,13 @@ class PairLoader:
                 if len(lrs) == self.batch_size:
                     if log is not None:
                         log.flush()
-                    yield Batch(_to_tensor(lrs), _to_tensor(hrs), ids)
+                    yield Batch(to_tensor(lrs), to_tensor(hrs), ids)
                     lrs, hrs, ids = [], [], []
         finally:
             if log is not None:
                 log.close()
 
 
-def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
+def to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
     """uint8 (h, w, 3) arrays -> float (B, 3, h, w) in [0, 1]."""
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
