@@ -1,0 +1,245 @@
+"""The training scripts' command line: argument groups named as in the diffusers /
+Accelerate examples, and the checks that reject combinations that cannot work before
+anything is trained (argparse's usage message, exit code 2).
+
+A script (``train/hat.py``, ``train/espcn.py``) passes its model class, its default
+preset, its architecture flags and its recipe (defaults) to :func:`build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+
+from train import data
+
+LOSSES = ("l1", "l2", "charbonnier")
+SCHEDULERS = ("constant", "cosine", "multistep")
+TRACKERS = ("tensorboard", "trackio", "wandb", "none")
+#: Hub licence ids are lower-case words joined by "-" or "." (cc-by-nc-sa-4.0, apache-2.0,
+#: openrail++, other, unknown).
+LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+_-]*")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _license_id(text: str) -> str:
+    if not LICENSE_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not a Hub licence id (e.g. cc-by-nc-sa-4.0, apache-2.0, other): {text!r}")
+    return text
+
+
+# --------------------------------------------------------------------------- groups
+
+
+def _model_group(parser: argparse.ArgumentParser, model_class, default_model: str) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", choices=sorted(model_class.presets), default=None,
+                   help=f"preset to train from random weights (default: {default_model})")
+    g.add_argument("--pretrained_model_name_or_path", default=None,
+                   help="start from these weights: a Hub repo id, a save_pretrained folder, or an official "
+                        "HAT checkpoint (.pth / .safetensors)")
+    g.add_argument("--scale", type=int, choices=(2, 3, 4, 8), default=4, help="upscaling factor (default 4)")
+    g.add_argument("--global_residual", action="store_const", const=True, default=None,
+                   help="add a bicubic upscale of the input to the output (the network learns the detail)")
+    g.add_argument("--gradient_checkpointing", action="store_true",
+                   help="recompute each block's activations in backward: much less memory, more time")
+
+
+def _data_group(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset_name", default=None,
+                   help=f"Hub dataset (or a local folder laid out like one), streamed (default: {data.DEFAULT_DATASET}, "
+                        f"FFHQ 256x256, {data.DEFAULT_DATASET_TERMS.license})")
+    g.add_argument("--dataset_config_name", default=None, help="the dataset's configuration, if it has several")
+    g.add_argument("--image_column", default=data.DEFAULT_IMAGE_COLUMN, help="column holding the images")
+    g.add_argument("--train_data_dir", default=None,
+                   help="a local folder of images instead of --dataset_name (all of it, whatever the file names)")
+    g.add_argument("--validation_data_dir", default=None,
+                   help="a local folder of validation images (default: hold out the first --max_eval_samples "
+                        "images of the training stream)")
+    g.add_argument("--data_license", type=_license_id, default=None,
+                   help="Hub licence id of the training data, which the weights' card carries (default: the "
+                        "dataset card's 'license', or the one declared for the default dataset; else 'unknown')")
+    g.add_argument("--data_license_link", default=None,
+                   help="URL of the data's licence text (needed with --data_license other)")
+    g.add_argument("--max_train_samples", type=_positive_int, default=None,
+                   help="train on the first N images only (the study's HAT run used 10)")
+    g.add_argument("--max_eval_samples", type=_non_negative_int, default=100,
+                   help="validation images (default 100; 0 turns validation off)")
+    g.add_argument("--hr_patch_size", type=_positive_int, default=None,
+                   help="HR training patch side (default 64 * scale: 256 at x4, a 64x64 LR patch like official HAT)")
+    g.add_argument("--shuffle_buffer_size", type=_positive_int, default=1000, help="streaming shuffle buffer (images)")
+    g.add_argument("--dataloader_num_workers", type=_non_negative_int, default=4,
+                   help="threads that decode and crop images (0: in the training loop)")
+    g.add_argument("--log_image_ids", action="store_true",
+                   help="append the id of every training image each process reads to "
+                        "OUTPUT_DIR/logs/image_ids_rank{N}.tsv (to audit the data split)")
+
+
+def _optimisation_group(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("optimisation")
+    g.add_argument("--train_batch_size", type=_positive_int, default=4, help="patches per process and step")
+    g.add_argument("--gradient_accumulation_steps", type=_positive_int, default=1)
+    g.add_argument("--max_train_steps", type=_positive_int, default=100_000,
+                   help="optimizer steps (may grow on resume: the LR schedule follows the new total)")
+    g.add_argument("--learning_rate", type=_positive_float, default=2e-4)
+    g.add_argument("--lr_scheduler", choices=SCHEDULERS, default="constant")
+    g.add_argument("--lr_warmup_steps", type=_non_negative_int, default=0, help="linear warm-up from 0")
+    g.add_argument("--lr_milestones", type=_positive_int, nargs="+", default=None,
+                   help="multistep: steps at which the LR is multiplied by --lr_gamma "
+                        "(default: 50%%, 80%%, 90%%, 95%% of the run, like the official HAT schedules)")
+    g.add_argument("--lr_gamma", type=_positive_float, default=0.5, help="multistep factor (default 0.5, as HAT)")
+    g.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
+    g.add_argument("--adam_beta1", type=float, default=0.9)
+    g.add_argument("--adam_beta2", type=float, default=0.99, help="default 0.99, as the official HAT recipes")
+    g.add_argument("--adam_weight_decay", type=float, default=0.0)
+    g.add_argument("--adam_epsilon", type=float, default=1e-8)
+    g.add_argument("--loss", choices=LOSSES, default="l1")
+    g.add_argument("--max_grad_norm", type=_positive_float, default=None, help="clip the gradient norm (default: off)")
+    g.add_argument("--use_ema", action="store_true",
+                   help="keep an exponential moving average of the weights; it is what is validated and saved")
+    g.add_argument("--ema_decay", type=float, default=0.999)
+    g.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None,
+                   help="default: the accelerate config's")
+    g.add_argument("--seed", type=int, default=0)
+
+
+def _output_group(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("checkpoints, validation and logging")
+    g.add_argument("--output_dir", default=None, help="default: outputs/MODEL-xSCALE")
+    g.add_argument("--checkpointing_steps", type=_positive_int, default=1000)
+    g.add_argument("--checkpoints_total_limit", type=_positive_int, default=None, help="keep the newest N checkpoints")
+    g.add_argument("--resume_from_checkpoint", default=None,
+                   help="a checkpoint folder, or 'latest' in --output_dir (checkpoint folders are trusted input: "
+                        "Accelerate unpickles the optimizer and RNG states in them)")
+    g.add_argument("--validation_steps", type=_positive_int, default=1000)
+    g.add_argument("--report_to", choices=TRACKERS, default="tensorboard")
+    g.add_argument("--tracker_project_name", default="sr-models")
+    g.add_argument("--logging_dir", default="logs", help="tracker logs, relative to --output_dir")
+
+    g = parser.add_argument_group("Hub")
+    g.add_argument("--push_to_hub", action="store_true",
+                   help="publish the output folder to the Hub at the end (the login is checked at start-up)")
+    g.add_argument("--hub_model_id", default=None, help="user/name of the model repo")
+    g.add_argument("--hub_private_repo", action="store_true")
+
+
+def build_parser(description: str, model_class, default_model: str, *, architecture: dict[str, dict],
+                 recipe: dict) -> argparse.ArgumentParser:
+    """The arguments both scripts share, the script's ``architecture`` flags (name ->
+    ``add_argument`` keywords; they override the preset) and its ``recipe`` (defaults)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(model_class=model_class, default_model=default_model, arch_args=tuple(architecture))
+    _model_group(parser, model_class, default_model)
+    _data_group(parser)
+    _optimisation_group(parser)
+    _output_group(parser)
+    g = parser.add_argument_group(f"{model_class.__name__} architecture (overrides of the preset)")
+    for name, options in architecture.items():
+        g.add_argument(f"--{name}", **options)
+    parser.set_defaults(**recipe)
+    return parser
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    cls = args.model_class
+    args.model_overrides = {k: getattr(args, k) for k in (*args.arch_args, "global_residual")
+                            if getattr(args, k) is not None}
+    if args.pretrained_model_name_or_path and (args.model or args.model_overrides):
+        flags = ["--model"] * bool(args.model) + [f"--{k}" for k in args.model_overrides]
+        parser.error(f"{', '.join(flags)} cannot be combined with --pretrained_model_name_or_path "
+                     "(the pretrained weights fix the architecture)")
+    args.model = args.model or args.default_model
+    if args.gradient_checkpointing and not cls.supports_gradient_checkpointing:
+        parser.error(f"--gradient_checkpointing: {cls.__name__} has no gradient checkpointing (it is small "
+                     "enough not to need it)")
+    if args.hr_patch_size is None:
+        args.hr_patch_size = 64 * args.scale
+    if args.hr_patch_size % args.scale:
+        parser.error(f"--hr_patch_size {args.hr_patch_size} is not a multiple of --scale {args.scale}")
+
+
+def _check_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.train_data_dir and args.dataset_name:
+        parser.error("give either --dataset_name or --train_data_dir, not both")
+    if not args.train_data_dir:
+        args.dataset_name = args.dataset_name or data.DEFAULT_DATASET
+    for flag in ("train_data_dir", "validation_data_dir"):
+        if getattr(args, flag) and not Path(getattr(args, flag)).is_dir():
+            parser.error(f"--{flag} {getattr(args, flag)}: no such folder")
+    if args.data_license_link and not args.data_license:
+        parser.error("--data_license_link needs --data_license (the licence id the link explains)")
+    if args.data_license == "other" and not args.data_license_link:
+        parser.error("--data_license other needs --data_license_link URL (the Hub shows the link as the licence)")
+
+
+def _check_optimisation(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.lr_milestones and sorted(set(args.lr_milestones)) != args.lr_milestones:
+        parser.error(f"--lr_milestones must be increasing, got {args.lr_milestones}")
+    if not 0 <= args.ema_decay < 1:
+        parser.error(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
+
+
+def _check_output(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.output_dir is None:
+        name = Path(args.pretrained_model_name_or_path).stem if args.pretrained_model_name_or_path else args.model
+        args.output_dir = os.path.join("outputs", f"{name}-x{args.scale}")
+    if Path(args.output_dir).is_file():
+        parser.error(f"--output_dir {args.output_dir} is a file")
+    if args.resume_from_checkpoint not in (None, "latest") and not Path(args.resume_from_checkpoint).is_dir():
+        parser.error(f"--resume_from_checkpoint {args.resume_from_checkpoint}: no such folder")
+
+
+def _check_hub(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Publishing fails only at the end of a run: everything it needs is checked now,
+    without the network (the token is read from HF_TOKEN or the login's token file)."""
+    from huggingface_hub import get_token
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if args.hub_model_id is not None:
+        try:
+            validate_repo_id(args.hub_model_id)
+        except HFValidationError as err:
+            parser.error(f"--hub_model_id {args.hub_model_id!r}: {str(err).splitlines()[0]}")
+        if args.hub_model_id.count("/") != 1:
+            parser.error(f"--hub_model_id must look like user/name, got {args.hub_model_id!r}")
+    if not args.push_to_hub:
+        return
+    if not args.hub_model_id:
+        parser.error("--push_to_hub needs --hub_model_id user/name")
+    if get_token() is None:
+        parser.error("--push_to_hub: not logged in to the Hugging Face Hub; run `hf auth login` or set HF_TOKEN "
+                     "before training (nothing was trained)")
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse, and reject combinations that cannot work, with argparse's usage message."""
+    args = parser.parse_args(argv)
+    for check in (_check_model, _check_data, _check_optimisation, _check_output, _check_hub):
+        check(parser, args)
+    return args
