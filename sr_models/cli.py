@@ -122,16 +122,17 @@ def _output_base(out_dir: Path, rel: Path, scale: int, keep_suffix: bool) -> Pat
 def plan_outputs(files: list[tuple[Path, Path]], out_dir: Path, scale: int) -> tuple[list[Job], list[list[Path]]]:
     """One output per input, before anything runs: ``<name>_x<scale>``, or
     ``<name>_<suffix>_x<scale>`` for inputs that share a name (``x.jpg`` and ``x.png`` give
-    ``x_jpg_x4.png`` and ``x_png_x4.png``). Returns (jobs in input order, groups of inputs
-    that would still write the same file, e.g. ``x.png`` and ``x.PNG``: those are skipped)."""
+    ``x_jpg_x4.png`` and ``x_png_x4.png``). Names are compared ignoring case, as macOS and
+    Windows do. Returns (jobs in input order, groups of inputs that would still write one
+    file, e.g. ``x.png`` and ``X.PNG``: those are skipped)."""
     plain = [_output_base(out_dir, rel, scale, keep_suffix=False) for _, rel in files]
-    shared = Counter(plain)
-    bases = [_output_base(out_dir, rel, scale, keep_suffix=True) if shared[base] > 1 else base
+    shared = Counter(str(base).casefold() for base in plain)
+    bases = [_output_base(out_dir, rel, scale, keep_suffix=True) if shared[str(base).casefold()] > 1 else base
              for (_, rel), base in zip(files, plain)]
-    sources: dict[Path, list[Path]] = defaultdict(list)
+    sources: dict[str, list[Path]] = defaultdict(list)
     for (src, _), base in zip(files, bases):
-        sources[base].append(src)
-    jobs = [Job(src, base) for (src, _), base in zip(files, bases) if len(sources[base]) == 1]
+        sources[str(base).casefold()].append(src)
+    jobs = [Job(src, base) for (src, _), base in zip(files, bases) if len(sources[str(base).casefold()]) == 1]
     return jobs, [srcs for srcs in sources.values() if len(srcs) > 1]
 
 
