@@ -166,6 +166,10 @@ def _destination(job: Job, inputs: set[Path], overwrite: bool) -> tuple[Path, st
     return dst, image_format
 
 
+def _out_of_memory(err: Exception) -> bool:
+    return isinstance(err, MemoryError) or "out of memory" in str(err).lower()
+
+
 def _describe_failure(src: Path, err: Exception) -> str:
     """One line naming the image and what went wrong (with a hint for out of memory)."""
     text = " ".join(str(err).split()) or type(err).__name__
@@ -173,13 +177,17 @@ def _describe_failure(src: Path, err: Exception) -> str:
         text = f"{type(err).__name__}: {text}"
     if str(src) not in text:
         text = f"{src}: {text}"
-    if isinstance(err, MemoryError) or "out of memory" in text.lower():
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # the next image starts from a clean slate
+    if _out_of_memory(err):
         text += " (out of memory: try a smaller --tile, e.g. --tile 256)"
     return text
+
+
+def _release_gpu_cache() -> None:
+    """After an out-of-memory error, so that the next image starts from a clean slate."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 # --------------------------------------------------------------------------- commands
@@ -216,18 +224,21 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     for job in bar:
         bar.set_postfix_str(job.src.name)
         try:
-            written += _upscale_one(model, job, inputs, args, bar)
+            _upscale_one(model, job, inputs, args, bar)
+            written += 1
         except Exception as err:  # noqa: BLE001 - one image's failure is reported, the run goes on
             tqdm.write(f"error: {_describe_failure(job.src, err)}", file=sys.stderr)
             logger.debug("%s failed", job.src, exc_info=err)
+            if _out_of_memory(err):
+                _release_gpu_cache()
     bar.close()
     failed = len(files) - written
     print(f"{written} of {len(files)} images written to {out_dir}" + (f"; {failed} failed" if failed else ""))
     return 1 if failed or unmatched else 0
 
 
-def _upscale_one(model, job: Job, inputs: set[Path], args: argparse.Namespace, bar) -> int:
-    """Upscale and write one image; 1 when written."""
+def _upscale_one(model, job: Job, inputs: set[Path], args: argparse.Namespace, bar) -> None:
+    """Upscale and write one image (SkippedImage when its output may not be written)."""
     from .image_io import DEFAULT_MAX_PIXELS
     from .pipeline import upscale
 
@@ -237,7 +248,6 @@ def _upscale_one(model, job: Job, inputs: set[Path], args: argparse.Namespace, b
                      progress=lambda done, total: bar.set_postfix_str(f"{job.src.name} tile {done}/{total}",
                                                                       refresh=False))
     save_atomically(result, dst, image_format)
-    return 1
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
