@@ -7,8 +7,11 @@ One GPU (ESPCN is tiny: a larger batch keeps the GPU busy), from the project roo
         --checkpointing_steps 2000 --checkpoints_total_limit 3 --validation_steps 5000 \\
         --output_dir outputs/espcn-x4 --resume_from_checkpoint latest
 
-The same as a module: ``accelerate launch --config_file ... -m train.espcn --model espcn ...``;
-one process without the launcher: ``python -m train.espcn ...`` (or ``python train/espcn.py``).
+The same as a module (also from the project root):
+
+    accelerate launch --config_file train/configs/single_gpu.yaml -m train.espcn --model espcn ...
+
+One process without the launcher: ``python -m train.espcn ...`` or ``python train/espcn.py ...``.
 On a CPU: --config_file train/configs/cpu.yaml. Several GPUs: train/configs/multi_gpu.yaml.
 """
 
