@@ -480,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # the reader went away (| head): stop quietly, as other tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
         except Exception as err:  # noqa: BLE001 - every error ends as one line (the traceback with -v)
             print(f"error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
             logger.debug("traceback", exc_info=err)
