@@ -13,6 +13,8 @@ adds a bicubic upscale of the input to the output (off by default; see HAT's doc
 
 from __future__ import annotations
 
+import reprlib
+
 import torch
 from torch import nn
 
@@ -35,8 +37,8 @@ class ESPCN(SRModelMixin, tags=["espcn", "cnn"], paper_url="https://arxiv.org/ab
         global_residual: bool = False,
     ):
         super().__init__()
+        _validate(upscale, in_chans, channels, kernel_sizes, activation, global_residual)
         channels, kernel_sizes = list(channels), list(kernel_sizes)
-        _validate(upscale, in_chans, channels, kernel_sizes, activation)
         self.scale = upscale
         self.pad_multiple = 1
         widths = [in_chans, *channels, in_chans * upscale**2]
@@ -47,7 +49,7 @@ class ESPCN(SRModelMixin, tags=["espcn", "cnn"], paper_url="https://arxiv.org/ab
                 layers.append(ACTIVATIONS[activation]())
         self.body = nn.Sequential(*layers)
         self.upsample = nn.PixelShuffle(upscale)
-        self.global_residual = bool(global_residual)
+        self.global_residual = global_residual
         self._init_weights(activation)
 
     def _init_weights(self, activation: str) -> None:
@@ -79,23 +81,37 @@ class ESPCN(SRModelMixin, tags=["espcn", "cnn"], paper_url="https://arxiv.org/ab
         return out + self.bicubic_skip(x) if self.global_residual else out
 
 
-def _validate(upscale, in_chans, channels, kernel_sizes, activation) -> None:
-    def positive_ints(values):
-        return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+# Bounds, checked before anything is allocated: far beyond the study's network (64-64-32,
+# kernels 5-3-3-3) and the paper's (64-32, 5-3-3), so that any real ESPCN passes and
+# nonsense fails at once instead of allocating first.
+SCALES = (2, 3, 4, 8)  # the scales the study and the CLI offer
+MAX_IN_CHANS = 16  # the study: 3 (RGB)
+MAX_LAYERS = 32  # hidden conv layers, len(channels); the study: 3
+MAX_CHANNELS = 1024  # width of a hidden layer; the study: 64
+MAX_KERNEL_SIZE = 15  # the study: 5
 
-    if upscale not in (2, 3, 4, 8):
-        raise ValueError(f"ESPCN: upscale={upscale!r} is invalid: expected 2, 3, 4 or 8")
-    if not positive_ints([in_chans]):
-        raise ValueError(f"ESPCN: in_chans={in_chans!r} is invalid: expected a positive integer")
-    if not channels or not positive_ints(channels):
-        raise ValueError(f"ESPCN: channels={channels!r} is invalid: expected positive integers")
-    if len(kernel_sizes) != len(channels) + 1 or not positive_ints(kernel_sizes) or any(k % 2 == 0 for k in kernel_sizes):
-        raise ValueError(
-            f"ESPCN: kernel_sizes={kernel_sizes!r} is invalid: expected {len(channels) + 1} odd sizes "
-            "(one per conv layer, the last one included)"
-        )
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"ESPCN: activation={activation!r} is invalid: expected one of {sorted(ACTIVATIONS)}")
+
+def _validate(upscale, in_chans, channels, kernel_sizes, activation, global_residual) -> None:
+    """Raise ValueError naming the first bad field and its rule."""
+    def ints(values, hi):
+        return isinstance(values, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= hi for v in values)
+
+    def need(ok, name, value, rule):
+        if not ok:
+            raise ValueError(f"ESPCN: {name}={reprlib.repr(value)} is invalid: {rule}")
+
+    need(type(upscale) is int and upscale in SCALES, "upscale", upscale, f"expected an integer, one of {SCALES}")
+    need(ints([in_chans], MAX_IN_CHANS), "in_chans", in_chans, f"expected an integer in [1, {MAX_IN_CHANS}]")
+    need(ints(channels, MAX_CHANNELS) and 0 < len(channels) <= MAX_LAYERS, "channels", channels,
+         f"expected a list of 1 to {MAX_LAYERS} widths, each an integer in [1, {MAX_CHANNELS}]")
+    layers = len(channels) + 1
+    need(ints(kernel_sizes, MAX_KERNEL_SIZE) and len(kernel_sizes) == layers and all(k % 2 for k in kernel_sizes),
+         "kernel_sizes", kernel_sizes,
+         f"expected {layers} odd sizes in [1, {MAX_KERNEL_SIZE}] (one per conv layer, the last one included)")
+    need(isinstance(activation, str) and activation in ACTIVATIONS, "activation", activation,
+         f"expected one of {sorted(ACTIVATIONS)}")
+    need(isinstance(global_residual, bool), "global_residual", global_residual, "expected true or false")
 
 
 #: Named configurations: the study's default, the paper's network, and a tiny one for tests.

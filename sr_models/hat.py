@@ -2,264 +2,66 @@
 
 Chen, Wang, Zhou, Qiao, Dong, "Activating More Pixels in Image Super-Resolution
 Transformer", CVPR 2023 (arXiv:2205.04437). Upstream: XPixelGroup/HAT
-(hat/archs/hat_arch.py, Apache-2.0). This is an independent implementation that keeps
-the official constructor arguments and the official state-dict layout (same keys,
-shapes and order), so official checkpoints load strictly and our weights open in tools
-that read official HAT files.
+(hat/archs/hat_arch.py, Apache-2.0). An independent implementation that keeps the
+official constructor arguments and state-dict layout (same keys, shapes and order), so
+official checkpoints load strictly (:mod:`sr_models.convert_hat`) and our weights open
+in tools that read official HAT files.
 
-Two paths compute the same function from the same weights (outputs within float
-rounding, tested):
-- ``attn_impl="math"``, the reference: upstream's algorithm step by step (roll,
-  window_partition, q @ k^T + bias + mask, softmax, nn.Unfold for OCAB, upstream's
-  reshapes), except that the shift mask is cached per input size instead of rebuilt on
-  every forward;
-- ``attn_impl="sdpa"`` (default), the fast path: attention through
-  ``F.scaled_dot_product_attention`` with 4-D masks (the only shape that keeps its fused
-  CPU kernel); roll + window_partition / reverse, and OCAB's pad + unfold, each replaced by
-  one row gather with indices cached per input geometry (:class:`_WindowPlan`); shifted
-  windows grouped by their four mask forms so that no (nW, heads, N, N) mask is
-  materialised; the gathered relative-position bias cached when no gradient is needed
-  (:func:`_relative_bias`); tokens and conv maps shared as channels_last views instead
-  of copied. ``benchmarks/hat_speed.py`` measures both.
-``gradient_checkpointing`` really checkpoints each block (upstream's ``use_checkpoint`` is
-accepted there and ignored). None of this changes the weights or the state-dict layout.
-
-Read top to bottom: helpers, blocks from small to large, the model, presets, and the
-official-checkpoint import.
+``attn_impl`` picks how the blocks attend, for the whole model (same weights, outputs
+within float rounding, tested): ``"math"`` is the reference in this file, upstream's
+algorithm step by step (roll, window_partition, q @ k^T + bias + mask, softmax,
+nn.Unfold for OCAB; the shift mask cached per input size); ``"sdpa"`` (default) is the
+fast path of :mod:`sr_models.hat_attention` (cached row gathers, fused SDPA). Everything
+else is shared, the layout included: maps are channels_last, so a map's token view
+(B, H*W, C) is free. Read top to bottom: helpers (the window geometry, which both paths
+use, is in :mod:`sr_models.hat_attention`), blocks from small to large, the model, its
+configuration (bounds, validation) and presets.
 """
 
 from __future__ import annotations
 
-import logging
 import math
+import reprlib
+from collections.abc import Callable
+from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .hat_attention import (
+    BiasCache, PlanCache, WindowPlan, gather_bias, overlapping_cross_attention, relative_position_index_oca,
+    relative_position_index_sa, shifted_window_attention, shifted_window_mask, window_partition, window_reverse,
+)
 from .hub import SRModelMixin
-
-logger = logging.getLogger(__name__)
 
 # Mean RGB of DIV2K, subtracted inside the model (upstream hard-codes it; it is not part of
 # the state dict).
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
-# Upstream masks disallowed pairs of the shifted windows with -100 (not -inf); exp(-100)
-# is ~4e-44, so keeping the value keeps outputs bit-comparable with upstream.
-SHIFT_MASK_VALUE = -100.0
-
 ATTN_IMPLS = ("sdpa", "math")
 
-# Input geometries (B, H, W, device) whose fast-path gather plans a model keeps; tiling
-# uses at most four tile shapes, so eight bounds the cache without evicting in practice.
-MAX_CACHED_PLANS = 8
+# Features before the upsampler, fixed in upstream's pixel-shuffle head.
+NUM_FEAT = 64
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
-    """(B, H, W, C) -> (B*nW, ws, ws, C), windows in row-major order."""
-    b, h, w, c = x.shape
-    x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)
-    # contiguous, as upstream: callers view the result as (B*nW, ws², C), and for a single
-    # row of windows a bare reshape would return a view that cannot be viewed so.
-    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, window_size, window_size, c)
-
-
-def window_reverse(windows: torch.Tensor, window_size: int, h: int, w: int) -> torch.Tensor:
-    """(B*nW, ws, ws, C) -> (B, H, W, C); inverse of :func:`window_partition`."""
-    c = windows.shape[-1]
-    b = windows.shape[0] // ((h // window_size) * (w // window_size))
-    x = windows.view(b, h // window_size, w // window_size, window_size, window_size, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
-
-
-def _grid(size: int) -> torch.Tensor:
-    """(2, size*size) row/column coordinates of a size x size window, row-major."""
-    coords = torch.stack(torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij"))
-    return coords.flatten(1)
-
-
-def relative_position_index_sa(window_size: int) -> torch.Tensor:
-    """(ws², ws²) index into the (2ws-1)² bias table for window self-attention (Swin)."""
-    coords = _grid(window_size)
-    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)  # (ws², ws², 2)
-    rel = rel + (window_size - 1)
-    return rel[..., 0] * (2 * window_size - 1) + rel[..., 1]
-
-
-def relative_position_index_oca(window_size: int, overlap_window_size: int) -> torch.Tensor:
-    """(ws², ows²) index into the (ws+ows-1)² bias table of overlapping cross-attention.
-
-    Reproduces upstream exactly, including its offset: the result contains negative
-    entries, which upstream resolves by PyTorch's wrap-around indexing. The checkpoints
-    carry this buffer, so the values must stay as they are; :func:`_gather_bias` applies
-    the same wrap-around explicitly (index modulo the table length).
-    """
-    ori = _grid(window_size)
-    ext = _grid(overlap_window_size)
-    rel = (ext[:, None, :] - ori[:, :, None]).permute(1, 2, 0)  # (ws², ows², 2)
-    rel = rel + (window_size - overlap_window_size + 1)
-    return rel[..., 0] * (window_size + overlap_window_size - 1) + rel[..., 1]
-
-
-def shifted_window_mask(h: int, w: int, window_size: int, shift_size: int) -> torch.Tensor:
-    """(nW, ws², ws²) additive mask: 0 within a region, -100 across regions of the roll."""
-    region = torch.zeros(1, h, w, 1)
-    slices = (slice(0, -window_size), slice(-window_size, -shift_size), slice(-shift_size, None))
-    label = 0
-    for hs in slices:
-        for ws in slices:
-            region[:, hs, ws, :] = label
-            label += 1
-    region = window_partition(region, window_size).view(-1, window_size * window_size)
-    diff = region.unsqueeze(1) - region.unsqueeze(2)
-    return torch.zeros_like(diff).masked_fill(diff != 0, SHIFT_MASK_VALUE)
-
-
-def _gather_bias(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Relative-position bias (heads, N, M) from a (T, heads) table and an (N, M) index."""
-    n, m = index.shape
-    bias = table[index.reshape(-1) % table.shape[0]]  # modulo = upstream's wrap-around
-    return bias.view(n, m, -1).permute(2, 0, 1)
-
-
-def attention(q, k, v, bias: torch.Tensor, mask: torch.Tensor | None, impl: str) -> torch.Tensor:
-    """Multi-head attention over windows with an additive relative-position bias.
+def attention(q, k, v, bias: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Upstream's multi-head attention over windows, step by step: scale q, q @ k^T, add
+    the bias, add the mask window by window through a 5-D view, softmax, @ v.
 
     q: (B*nW, heads, N, d); k, v: (B*nW, heads, M, d); bias: (heads, N, M);
-    mask: (nW, N, M) or None. Returns (B*nW, heads, N, d). The blocks' reference path
-    uses it; the fast path calls SDPA itself (see :meth:`WindowAttention.forward_grouped`).
+    mask: (nW, N, M) or None. Returns (B*nW, heads, N, d).
     """
-    if impl == "math":
-        # Upstream, step by step: scale q, q @ k^T, add the bias, add the mask window by
-        # window through a 5-D view, softmax, @ v.
-        attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
-        attn = attn + bias.unsqueeze(0)
-        if mask is not None:
-            n_windows, heads, n, m = mask.shape[0], *attn.shape[1:]
-            attn = attn.view(-1, n_windows, heads, n, m) + mask.unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, heads, n, m)
-        return attn.softmax(dim=-1) @ v
-    bias = bias.to(q.dtype).unsqueeze(0)  # (1, heads, N, M)
-    if mask is None:
-        # A 4-D mask (a stride-0 expand is enough) keeps SDPA on its fused CPU kernel; a 3-D
-        # one sends it to its math fallback.
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.expand(q.shape[0], -1, -1, -1))
-    fused = bias + mask.to(q.dtype).unsqueeze(1)  # (nW, heads, N, M)
-    # One call per image: the mask repeats every nW windows, which no stride can express.
-    n_windows = mask.shape[0]
-    return torch.cat([F.scaled_dot_product_attention(*qkv, attn_mask=fused)
-                      for qkv in zip(q.split(n_windows), k.split(n_windows), v.split(n_windows))])
-
-
-def _relative_bias(module: nn.Module, index: torch.Tensor) -> torch.Tensor:
-    """``module.relative_position_bias_table`` gathered by ``index``: (heads, N, M).
-
-    When no gradient is needed the gathered bias is cached on the module, keyed on the
-    table's (and index's) storage, version counter, dtype and device: an optimizer step
-    or ``load_state_dict`` writes in place and bumps the version, ``.to()`` changes the
-    storage, so a stale bias is never used. The cache holds a detached alias of the table,
-    so its storage cannot be freed and reused at the same address. Writes through
-    ``.data`` bypass version counting: ``train()`` / ``eval()`` clear the cache as well.
-    """
-    table = module.relative_position_bias_table
-    if (torch.is_grad_enabled() and table.requires_grad) or table.is_inference() or index.is_inference():
-        return _select_bias(table, index)  # gradients flow into the table
-    key = (table.data_ptr(), table._version, table.dtype, table.device, index.data_ptr(), index._version)
-    cache = module._bias_cache
-    if cache is None or cache[0] != key:
-        cache = module._bias_cache = (key, table.detach(), _select_bias(table, index).contiguous())
-    return cache[2]
-
-
-def _select_bias(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """:func:`_gather_bias` through ``index_select``: the same values, and a backward
-    (``index_add_``) much faster on CPU than advanced indexing's accumulating ``index_put_``."""
-    n, m = index.shape
-    return table.index_select(0, index.reshape(-1) % table.shape[0]).view(n, m, -1).permute(2, 0, 1)
-
-
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """SDPA with a 4-D additive mask (a stride-0 expand is enough: the fused CPU kernel
-    takes it, a 3-D mask would send SDPA to its math fallback).
-
-    When the mask needs a gradient (training: the bias table is a parameter) no fused
-    kernel applies and SDPA would run its math fallback, which adds a NaN-safe softmax
-    (isneginf / all / where passes) and scales q and k separately; the explicit
-    scale-matmul-softmax-matmul is the same computation without that overhead.
-    """
-    if mask.requires_grad and torch.is_grad_enabled():
-        attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
-        return (attn + mask).softmax(dim=-1) @ v
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-
-
-def _window_tokens(grid: torch.Tensor, window_size: int) -> torch.Tensor:
-    """(nW, ws²) entries of an (H, W) grid, window by window in row-major order (the order
-    of :func:`window_partition`)."""
-    h, w = grid.shape
-    ws = window_size
-    return grid.view(h // ws, ws, w // ws, ws).permute(0, 2, 1, 3).reshape(-1, ws * ws)
-
-
-class _WindowPlan:
-    """Gather indices of one input geometry (B, H, W) for the fast path, built once.
-
-    Tokens live as rows of a (B*H*W, C) matrix. One ``index_select`` with ``order`` does
-    what upstream does with roll + window_partition (shifted or not), and one with
-    ``inverse`` undoes it; ``kv_index`` gathers OCAB's overlapping ows x ows key/value
-    windows straight from the token rows (the index B*H*W points at an appended zero row:
-    the zero padding), replacing pad + unfold + two permutes.
-
-    Shifted windows are ordered by their mask class instead of row-major: the shift mask
-    takes only four forms (interior windows: none; last column; last row; the corner), so
-    each class runs as one SDPA call whose (heads, N, N) bias + mask is broadcast over its
-    windows with a stride-0 expand, instead of materialising a (nW, heads, N, N) mask.
-    """
-
-    def __init__(self, b: int, h: int, w: int, window_size: int, overlap_win_size: int, device: torch.device):
-        ws, shift, ows = window_size, window_size // 2, overlap_win_size
-        n_h, n_w = h // ws, w // ws
-        offsets = (torch.arange(b) * (h * w)).view(b, 1, 1)  # first row of each image
-        grid = torch.arange(h * w).view(h, w)
-
-        def batched(windows):  # (nW', ws²) tokens of one image -> (B*nW'*ws²,) rows
-            return (offsets + windows.unsqueeze(0)).flatten()
-
-        plain = batched(_window_tokens(grid, ws))
-        # torch.roll(x, -shift) puts token (r + s, c + s) at (r, c): roll the grid, not the data.
-        rolled = _window_tokens(torch.roll(grid, shifts=(-shift, -shift), dims=(0, 1)), ws)
-        row, col = torch.arange(n_h * n_w).div(n_w, rounding_mode="floor"), torch.arange(n_h * n_w) % n_w
-        window_class = 2 * (row == n_h - 1).long() + (col == n_w - 1).long()  # 0 interior, 1 col, 2 row, 3 corner
-        shifted, groups = [], []
-        for cls in range(4):
-            members = rolled[window_class == cls]
-            if len(members):
-                shifted.append(batched(members))
-                groups.append((b * len(members), cls))
-        shifted = torch.cat(shifted)
-
-        pad = (ows - ws) // 2
-        rows = (torch.arange(n_h) * ws - pad).view(n_h, 1, 1, 1) + torch.arange(ows).view(1, 1, ows, 1)
-        cols = (torch.arange(n_w) * ws - pad).view(1, n_w, 1, 1) + torch.arange(ows).view(1, 1, 1, ows)
-        inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # (nH, nW, ows, ows)
-        kv = torch.where(inside.unsqueeze(0), offsets.view(b, 1, 1, 1, 1) + (rows * w + cols).unsqueeze(0), b * h * w)
-
-        self.orders = {0: (plain.to(device), _inverse(plain).to(device), [(b * n_h * n_w, 0)]),
-                       shift: (shifted.to(device), _inverse(shifted).to(device), groups)}
-        self.kv_index = kv.flatten().to(device)  # (B*nW*ows²,)
-        # (4, ws², ws²) masks of the classes: the windows of a 2ws x 2ws image are one of each.
-        self.class_masks = shifted_window_mask(2 * ws, 2 * ws, ws, shift).to(device)
-
-
-def _inverse(permutation: torch.Tensor) -> torch.Tensor:
-    inverse = torch.empty_like(permutation)
-    inverse[permutation] = torch.arange(len(permutation))
-    return inverse
+    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    attn = attn + bias.unsqueeze(0)
+    if mask is not None:
+        n_windows, heads, n, m = mask.shape[0], *attn.shape[1:]
+        attn = attn.view(-1, n_windows, heads, n, m) + mask.unsqueeze(1).unsqueeze(0)
+        attn = attn.view(-1, heads, n, m)
+    return attn.softmax(dim=-1) @ v
 
 
 class DropPath(nn.Module):
@@ -324,175 +126,149 @@ class CAB(nn.Module):
         return self.cab(x)
 
 
-class WindowAttention(nn.Module):
-    """Window multi-head self-attention with a learned relative-position bias."""
+class _BiasedAttention(nn.Module):
+    """What both attentions share: a learned relative-position bias table (T, heads),
+    read through an index buffer of the model (:func:`gather_bias`), and the fast path's
+    cache of the gathered bias. Subclasses initialise the table last, as upstream does
+    (same random draws)."""
 
-    def __init__(self, dim: int, window_size: int, num_heads: int, qkv_bias: bool, attn_impl: str):
+    def __init__(self, table_rows: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads
-        self.attn_impl = attn_impl
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(table_rows, num_heads))
+        self.bias_cache = BiasCache()
+
+    def train(self, mode: bool = True):
+        self.bias_cache.clear()  # writes through .data are invisible to the cache's key
+        return super().train(mode)
+
+
+class WindowAttention(_BiasedAttention):
+    """Window multi-head self-attention with a learned relative-position bias."""
+
+    def __init__(self, dim: int, window_size: int, num_heads: int, qkv_bias: bool):
+        super().__init__((2 * window_size - 1) ** 2, num_heads)
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self._bias_cache = None  # see _relative_bias
-
-    def train(self, mode: bool = True):
-        self._bias_cache = None
-        return super().train(mode)
 
     def forward(self, x: torch.Tensor, rpi: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Reference path (upstream's): x (B*nW, ws², C) -> (B*nW, ws², C)."""
+        """x (B*nW, ws², C) -> (B*nW, ws², C)."""
         b_, n, c = x.shape
         qkv = self.qkv(x).view(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        bias = _gather_bias(self.relative_position_bias_table, rpi)
-        out = attention(qkv[0], qkv[1], qkv[2], bias, mask, self.attn_impl)  # (B*nW, heads, N, d)
+        bias = gather_bias(self.relative_position_bias_table, rpi)
+        out = attention(qkv[0], qkv[1], qkv[2], bias, mask)  # (B*nW, heads, N, d)
         return self.proj(out.transpose(1, 2).reshape(b_, n, c))
-
-    def forward_grouped(self, x: torch.Tensor, rpi: torch.Tensor, groups: list[tuple[int, int]],
-                        class_masks: torch.Tensor) -> torch.Tensor:
-        """Fast path: x (B*nW*ws², C), windows ordered by mask class (see _WindowPlan);
-        ``groups`` is [(windows, class)], class 0 meaning no mask. Returns (B*nW*ws², C)."""
-        n = rpi.shape[0]
-        c = x.shape[-1]
-        qkv = self.qkv(x).view(-1, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        bias = _relative_bias(self, rpi)  # (heads, N, N)
-        outs, start = [], 0
-        for count, cls in groups:
-            mask = bias if cls == 0 else bias + class_masks[cls]
-            mask = mask.to(qkv.dtype).unsqueeze(0).expand(count, -1, -1, -1)
-            q, k, v = qkv[:, start:start + count]
-            outs.append(_sdpa(q, k, v, mask).transpose(1, 2))
-            start += count
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)  # (B*nW, N, heads, d)
-        return self.proj(out.reshape(-1, c))
 
 
 class HAB(nn.Module):
     """Hybrid attention block: (shifted) window attention + scaled channel attention, MLP."""
 
     def __init__(self, dim, num_heads, window_size, shift_size, compress_ratio, squeeze_factor,
-                 conv_scale, mlp_ratio, qkv_bias, drop_path, attn_impl):
+                 conv_scale, mlp_ratio, qkv_bias, drop_path):
         super().__init__()
         self.window_size = window_size
         self.shift_size = shift_size
         self.conv_scale = conv_scale
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias, attn_impl)
+        self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias)
         self.conv_block = CAB(dim, compress_ratio, squeeze_factor)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, x_size: tuple[int, int], rpi_sa: torch.Tensor,
-                shift_mask: torch.Tensor | None, plan: _WindowPlan | None = None) -> torch.Tensor:
-        """x (B, H*W, C). With a ``plan`` the fast path runs; without, upstream's steps."""
+                shift_mask: torch.Tensor | None, plan: WindowPlan | None = None) -> torch.Tensor:
+        """x (B, H*W, C). With a ``plan`` the fast path attends; without, upstream's steps."""
         h, w = x_size
-        b, _, c = x.shape  # (B, H*W, C)
+        b, _, c = x.shape
         shortcut = x
         x = self.norm1(x).view(b, h, w, c)
         # The permuted view is channels_last: the conv reads it without a copy, writes
         # channels_last, and the permute back is again a free view.
         conv_x = self.conv_block(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, h * w, c)
-
-        s, ws = self.shift_size, self.window_size
-        if plan is not None:
-            order, inverse, groups = plan.orders[s]
-            windows = x.reshape(-1, c).index_select(0, order)  # (B*nW*ws², C): roll + partition
-            windows = self.attn.forward_grouped(windows, rpi_sa, groups, plan.class_masks)
-            x = windows.index_select(0, inverse)  # (B*H*W, C): reverse + roll back
+        if plan is None:
+            x = self._window_attention(x, rpi_sa, shift_mask)
         else:
-            if s > 0:
-                x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
-            windows = window_partition(x, ws).view(-1, ws * ws, c)  # (B*nW, ws², C)
-            windows = self.attn(windows, rpi_sa, shift_mask if s > 0 else None)
-            x = window_reverse(windows.view(-1, ws, ws, c), ws, h, w)
-            if s > 0:
-                x = torch.roll(x, shifts=(s, s), dims=(1, 2))
-
+            x = shifted_window_attention(self.attn, x, rpi_sa, plan, self.shift_size)
         x = shortcut + self.drop_path(x.reshape(b, h * w, c)) + conv_x * self.conv_scale
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
+    def _window_attention(self, x: torch.Tensor, rpi_sa: torch.Tensor, shift_mask: torch.Tensor | None):
+        """Upstream's steps: roll, window_partition, attention, window_reverse, roll back.
+        (B, H, W, C) -> (B, H, W, C)."""
+        b, h, w, c = x.shape
+        s, ws = self.shift_size, self.window_size
+        if s > 0:
+            x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
+        windows = window_partition(x, ws).view(-1, ws * ws, c)  # (B*nW, ws², C)
+        windows = self.attn(windows, rpi_sa, shift_mask if s > 0 else None)
+        x = window_reverse(windows.view(-1, ws, ws, c), ws, h, w)
+        return torch.roll(x, shifts=(s, s), dims=(1, 2)) if s > 0 else x
 
-class OCAB(nn.Module):
+
+class OCAB(_BiasedAttention):
     """Overlapping cross-attention block: ws x ws query windows attend to larger,
     overlapping ows x ows key/value windows (ows = ws + int(overlap_ratio * ws))."""
 
-    def __init__(self, dim, window_size, overlap_ratio, num_heads, qkv_bias, mlp_ratio, attn_impl):
-        super().__init__()
-        self.dim = dim
-        self.num_heads = num_heads
+    def __init__(self, dim, window_size, overlap_ratio, num_heads, qkv_bias, mlp_ratio):
+        overlap_win_size = int(window_size * overlap_ratio) + window_size
+        super().__init__((window_size + overlap_win_size - 1) ** 2, num_heads)
         self.window_size = window_size
-        self.overlap_win_size = int(window_size * overlap_ratio) + window_size
-        self.attn_impl = attn_impl
-        table_side = window_size + self.overlap_win_size - 1
-        self.relative_position_bias_table = nn.Parameter(torch.zeros(table_side * table_side, num_heads))
+        self.overlap_win_size = overlap_win_size
         self.norm1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self._bias_cache = None  # see _relative_bias
-
-    def train(self, mode: bool = True):
-        self._bias_cache = None
-        return super().train(mode)
 
     def forward(self, x: torch.Tensor, x_size: tuple[int, int], rpi_oca: torch.Tensor,
-                plan: _WindowPlan | None = None) -> torch.Tensor:
-        """x (B, H*W, C). With a ``plan`` the fast path runs; without, upstream's steps."""
+                plan: WindowPlan | None = None) -> torch.Tensor:
+        """x (B, H*W, C). With a ``plan`` the fast path attends; without, upstream's steps."""
         h, w = x_size
         b, _, c = x.shape
-        ws, ows, heads = self.window_size, self.overlap_win_size, self.num_heads
         shortcut = x
+        x = self.norm1(x)
         if plan is None:
-            x = window_reverse(self._attend_reference(self.norm1(x), x_size, rpi_oca), ws, h, w)
+            x = self._cross_attention(x, x_size, rpi_oca)
         else:
-            qkv = self.qkv(self.norm1(x)).view(-1, 3 * c)  # (B*H*W, 3C)
-            order, inverse, _ = plan.orders[0]
-            q = qkv[:, :c].index_select(0, order).view(-1, ws * ws, heads, c // heads).transpose(1, 2)
-            kv = torch.cat([qkv[:, c:], qkv.new_zeros(1, 2 * c)])  # (B*H*W + 1, 2C): last row = padding
-            kv = kv.index_select(0, plan.kv_index).view(-1, ows * ows, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
-            bias = _relative_bias(self, rpi_oca).to(q.dtype)  # (heads, ws², ows²)
-            out = _sdpa(q, kv[0], kv[1], bias.expand(q.shape[0], -1, -1, -1))
-            x = out.transpose(1, 2).reshape(-1, c).index_select(0, inverse)  # (B*H*W, C), image order
+            x = overlapping_cross_attention(self, x, rpi_oca, plan)
         x = self.proj(x.reshape(b, h * w, c)) + shortcut
         return x + self.mlp(self.norm2(x))
 
-    def _attend_reference(self, x: torch.Tensor, x_size: tuple[int, int], rpi_oca: torch.Tensor) -> torch.Tensor:
+    def _cross_attention(self, x: torch.Tensor, x_size: tuple[int, int], rpi_oca: torch.Tensor) -> torch.Tensor:
         """Upstream's steps: qkv, window_partition of q, nn.Unfold of k and v over the
-        zero-padded map, attention. (B, H*W, C) -> (B*nW, ws, ws, C)."""
+        zero-padded map, attention, window_reverse. (B, H*W, C) -> (B, H, W, C)."""
         h, w = x_size
         b, _, c = x.shape
         ws, ows, heads = self.window_size, self.overlap_win_size, self.num_heads
         qkv = self.qkv(x).reshape(b, h, w, 3, c).permute(3, 0, 4, 1, 2)  # (3, B, C, H, W)
         q = window_partition(qkv[0].permute(0, 2, 3, 1), ws).view(-1, ws * ws, c)  # (B*nW, ws², C)
         kv = torch.cat((qkv[1], qkv[2]), dim=1)  # (B, 2C, H, W)
-        kv = F.unfold(kv, kernel_size=ows, stride=ws, padding=(ows - ws) // 2)  # (B, 2C*ows², nW)
+        kv = nn.functional.unfold(kv, kernel_size=ows, stride=ws, padding=(ows - ws) // 2)  # (B, 2C*ows², nW)
         # rearrange 'b (nc ch owh oww) nw -> nc (b nw) (owh oww) ch'
         kv = kv.view(b, 2, c, ows * ows, -1).permute(1, 0, 4, 3, 2).reshape(2, -1, ows * ows, c)
         b_, nq, _ = q.shape
         q = q.reshape(b_, nq, heads, c // heads).permute(0, 2, 1, 3)
         k = kv[0].reshape(b_, -1, heads, c // heads).permute(0, 2, 1, 3)
         v = kv[1].reshape(b_, -1, heads, c // heads).permute(0, 2, 1, 3)
-        bias = _gather_bias(self.relative_position_bias_table, rpi_oca)
-        out = attention(q, k, v, bias, None, self.attn_impl)  # (B*nW, heads, ws², d)
-        return out.transpose(1, 2).reshape(b_, ws, ws, c)
+        out = attention(q, k, v, gather_bias(self.relative_position_bias_table, rpi_oca))  # (B*nW, heads, ws², d)
+        return window_reverse(out.transpose(1, 2).reshape(b_, ws, ws, c), ws, h, w)
 
 
 class AttenBlocks(nn.Module):
     """The HABs of one group (shift on every second block) followed by one OCAB."""
 
     def __init__(self, dim, depth, num_heads, window_size, compress_ratio, squeeze_factor, conv_scale,
-                 overlap_ratio, mlp_ratio, qkv_bias, drop_path, attn_impl):
+                 overlap_ratio, mlp_ratio, qkv_bias, drop_path):
         super().__init__()
         self.blocks = nn.ModuleList(
             HAB(dim, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, compress_ratio,
-                squeeze_factor, conv_scale, mlp_ratio, qkv_bias, drop_path[i], attn_impl)
+                squeeze_factor, conv_scale, mlp_ratio, qkv_bias, drop_path[i])
             for i in range(depth)
         )
-        self.overlap_attn = OCAB(dim, window_size, overlap_ratio, num_heads, qkv_bias, mlp_ratio, attn_impl)
+        self.overlap_attn = OCAB(dim, window_size, overlap_ratio, num_heads, qkv_bias, mlp_ratio)
         self.gradient_checkpointing = False
 
     def _run(self, module, *args):
@@ -520,9 +296,6 @@ class RHAG(nn.Module):
         h, w = x_size
         b, _, c = x.shape
         y = self.residual_group(x, x_size, rpi_sa, rpi_oca, shift_mask, plan)
-        if plan is None:
-            y = self.conv(y.transpose(1, 2).reshape(b, c, h, w))  # tokens -> (B, C, H, W), upstream's copy
-            return y.flatten(2).transpose(1, 2) + x
         # Tokens viewed as a channels_last map and back: no copies around the conv.
         y = self.conv(y.view(b, h, w, c).permute(0, 3, 1, 2))
         return y.permute(0, 2, 3, 1).reshape(b, h * w, c) + x
@@ -546,20 +319,15 @@ class Upsample(nn.Sequential):
 
     def __init__(self, scale: int, num_feat: int):
         layers = []
-        if scale & (scale - 1) == 0:
+        if scale == 3:
+            layers += [nn.Conv2d(num_feat, 9 * num_feat, 3, 1, 1), nn.PixelShuffle(3)]
+        else:  # a power of two (the configuration is validated)
             for _ in range(int(math.log2(scale))):
                 layers += [nn.Conv2d(num_feat, 4 * num_feat, 3, 1, 1), nn.PixelShuffle(2)]
-        elif scale == 3:
-            layers += [nn.Conv2d(num_feat, 9 * num_feat, 3, 1, 1), nn.PixelShuffle(3)]
-        else:
-            raise ValueError(f"upscale={scale} is not supported: use 2, 3, 4 or 8")
         super().__init__(*layers)
 
 
 # --------------------------------------------------------------------------- the model
-
-# Features before the upsampler, fixed in upstream's pixel-shuffle head.
-NUM_FEAT = 64
 
 
 class HAT(
@@ -569,79 +337,52 @@ class HAT(
 ):
     """Hybrid Attention Transformer (official constructor arguments and state dict).
 
-    Input: (B, in_chans, H, W) in [0, 1] with H, W multiples of ``window_size`` (use
-    :func:`sr_models.upscale_tensor` for any size). Output: (B, in_chans, sH, sW), not
-    clamped. Extra arguments beyond upstream: ``attn_impl`` ("sdpa" or "math"),
-    ``gradient_checkpointing``, and ``global_residual`` (off by default: add a bicubic
-    upscale of the input to the output, so the network learns only the missing detail;
-    no weights change, but tools that read official files do not know the flag).
-    ``img_size``, ``patch_size`` and ``ape`` are accepted so
-    that official option files load; HAT is fully convolutional, so ``img_size`` does not
-    matter, and only ``patch_size=1``, ``ape=False`` (every official model) are supported.
+    Input: (B, in_chans, H, W) in [0, 1], H and W multiples of ``window_size``
+    (:func:`sr_models.upscale_tensor` pads any size). Output: (B, in_chans, sH, sW), not
+    clamped. Beyond upstream: ``attn_impl``; ``gradient_checkpointing`` (really
+    checkpoints each block; upstream's ``use_checkpoint`` is ignored there);
+    ``global_residual`` (off by default: add a bicubic upscale of the input to the output,
+    so the network learns only the missing detail; tools that read official files do not
+    know the flag). ``img_size``, ``patch_size`` and ``ape`` are accepted so that official
+    option files load: ``img_size`` does not matter (fully convolutional), and only
+    ``patch_size=1``, ``ape=False`` (every official model) are supported. Every argument
+    is checked (:data:`CONFIG_RULES`) before anything is built.
     """
 
-    def __init__(
-        self,
-        upscale: int = 4,
-        in_chans: int = 3,
-        img_size: int = 64,
-        patch_size: int = 1,
-        window_size: int = 16,
-        compress_ratio: int = 3,
-        squeeze_factor: int = 30,
-        conv_scale: float = 0.01,
-        overlap_ratio: float = 0.5,
-        mlp_ratio: float = 2.0,
-        depths: list[int] = (6, 6, 6, 6, 6, 6),
-        embed_dim: int = 180,
-        num_heads: list[int] = (6, 6, 6, 6, 6, 6),
-        qkv_bias: bool = True,
-        drop_path_rate: float = 0.1,
-        ape: bool = False,
-        patch_norm: bool = True,
-        img_range: float = 1.0,
-        upsampler: str = "pixelshuffle",
-        resi_connection: str = "1conv",
-        attn_impl: str = "sdpa",
-        gradient_checkpointing: bool = False,
-        global_residual: bool = False,
-    ):
+    supports_gradient_checkpointing = True
+
+    def __init__(self, upscale: int = 4, in_chans: int = 3, img_size: int = 64, patch_size: int = 1,
+                 window_size: int = 16, compress_ratio: int = 3, squeeze_factor: int = 30,
+                 conv_scale: float = 0.01, overlap_ratio: float = 0.5, mlp_ratio: float = 2.0,
+                 depths: list[int] = (6, 6, 6, 6, 6, 6), embed_dim: int = 180,
+                 num_heads: list[int] = (6, 6, 6, 6, 6, 6), qkv_bias: bool = True, drop_path_rate: float = 0.1,
+                 ape: bool = False, patch_norm: bool = True, img_range: float = 1.0,
+                 upsampler: str = "pixelshuffle", resi_connection: str = "1conv", attn_impl: str = "sdpa",
+                 gradient_checkpointing: bool = False, global_residual: bool = False):
+        arguments = dict(locals())  # before any other name is bound
         super().__init__()
-        depths, num_heads = list(depths), list(num_heads)
-        _validate_config(upscale=upscale, in_chans=in_chans, patch_size=patch_size, window_size=window_size,
-                         compress_ratio=compress_ratio, squeeze_factor=squeeze_factor,
-                         overlap_ratio=overlap_ratio, mlp_ratio=mlp_ratio, depths=depths, embed_dim=embed_dim,
-                         num_heads=num_heads, drop_path_rate=drop_path_rate, ape=ape, img_range=img_range,
-                         upsampler=upsampler, resi_connection=resi_connection, attn_impl=attn_impl)
+        _validate_config({name: arguments[name] for name in CONFIG_RULES})
         self.scale = upscale
-        self.pad_multiple = window_size
-        self.window_size = window_size
+        self.pad_multiple = self.window_size = window_size
         self.img_range = img_range
+        self.attn_impl = attn_impl  # selects the path of the whole model; see set_attn_impl
+        self.global_residual = global_residual
+        overlap_win_size = int(window_size * overlap_ratio) + window_size
         mean = DIV2K_RGB_MEAN if in_chans == 3 else (0.0,) * in_chans
         # Not persistent: upstream keeps the mean outside the state dict.
         self.register_buffer("mean", torch.tensor(mean).view(1, in_chans, 1, 1), persistent=False)
         # Checkpoints carry these two index buffers, so they are persistent (upstream layout).
-        overlap_win_size = int(window_size * overlap_ratio) + window_size
         self.register_buffer("relative_position_index_SA", relative_position_index_sa(window_size))
-        self.register_buffer("relative_position_index_OCA",
-                             relative_position_index_oca(window_size, overlap_win_size))
+        self.register_buffer("relative_position_index_OCA", relative_position_index_oca(window_size, overlap_win_size))
         self._shift_masks: dict[tuple, torch.Tensor] = {}  # reference path, per (H, W, device)
-        self._plans: dict[tuple, _WindowPlan] = {}  # fast path, per (B, H, W, device)
-        self.attn_impl = attn_impl  # selects the path of the whole model; see set_attn_impl
-        self.overlap_win_size = overlap_win_size
+        self._plans = PlanCache(window_size, overlap_win_size)  # fast path, per (B, H, W, device)
 
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         self.patch_embed = PatchEmbed(embed_dim, patch_norm)
-        drop_path = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()  # stochastic depth decay
-        self.layers = nn.ModuleList()
-        for i, depth in enumerate(depths):
-            start = sum(depths[:i])
-            self.layers.append(RHAG(
-                embed_dim, resi_connection, depth=depth, num_heads=num_heads[i], window_size=window_size,
-                compress_ratio=compress_ratio, squeeze_factor=squeeze_factor, conv_scale=conv_scale,
-                overlap_ratio=overlap_ratio, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-                drop_path=drop_path[start:start + depth], attn_impl=attn_impl,
-            ))
+        self.layers = _residual_groups(embed_dim, resi_connection, list(depths), list(num_heads), drop_path_rate,
+                                       window_size=window_size, compress_ratio=compress_ratio,
+                                       squeeze_factor=squeeze_factor, conv_scale=conv_scale,
+                                       overlap_ratio=overlap_ratio, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias)
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1) if resi_connection == "1conv" else nn.Identity()
         self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, NUM_FEAT, 3, 1, 1), nn.LeakyReLU(inplace=True))
@@ -649,13 +390,10 @@ class HAT(
         self.conv_last = nn.Conv2d(NUM_FEAT, in_chans, 3, 1, 1)
         self.apply(_init_weights)
         self.set_gradient_checkpointing(gradient_checkpointing)
-        self.global_residual = bool(global_residual)
-        if self.global_residual:
+        if global_residual:
             # Start exactly at bicubic: the last conv learns the detail from zero.
             nn.init.zeros_(self.conv_last.weight)
             nn.init.zeros_(self.conv_last.bias)
-
-    supports_gradient_checkpointing = True
 
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         """Recompute each block's activations in backward (less memory, ~1.3x time)."""
@@ -665,10 +403,8 @@ class HAT(
     def set_attn_impl(self, impl: str) -> None:
         """Switch the whole model between the fast path ("sdpa") and upstream's step-by-step
         reference path ("math"); same weights, outputs within float rounding."""
-        _validate_config(attn_impl=impl)
-        for module in self.modules():
-            if hasattr(module, "attn_impl"):
-                module.attn_impl = impl
+        _check_fields({"attn_impl": impl})
+        self.attn_impl = impl
 
     def _shift_mask(self, h: int, w: int, device: torch.device) -> torch.Tensor:
         key = (h, w, device)
@@ -677,30 +413,17 @@ class HAT(
             self._shift_masks[key] = shifted_window_mask(h, w, ws, ws // 2).to(device)
         return self._shift_masks[key]
 
-    def _plan(self, b: int, h: int, w: int, device: torch.device) -> _WindowPlan:
-        key = (b, h, w, device)
-        if key not in self._plans:
-            if len(self._plans) >= MAX_CACHED_PLANS:
-                self._plans.pop(next(iter(self._plans)))  # the oldest geometry
-            self._plans[key] = _WindowPlan(b, h, w, self.window_size, self.overlap_win_size, device)
-        return self._plans[key]
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, C, H, W). The fast path works on channels_last maps, whose
-        token view (B, H*W, C) is free; the reference path follows upstream's copies."""
+        """(B, C, H, W) channels_last -> (B, C, H, W) channels_last (its token view is free)."""
         b, c, h, w = x.shape
         if self.attn_impl == "math":
             shift_mask, plan = self._shift_mask(h, w, x.device), None
         else:
-            shift_mask, plan = None, self._plan(b, h, w, x.device)
-            x = x.contiguous(memory_format=torch.channels_last)
+            shift_mask, plan = None, self._plans.get(b, h, w, x.device)
         x = self.patch_embed(x)  # (B, H*W, C)
         for layer in self.layers:
             x = layer(x, (h, w), self.relative_position_index_SA, self.relative_position_index_OCA, shift_mask, plan)
-        x = self.norm(x)
-        if plan is None:
-            return x.transpose(1, 2).reshape(b, c, h, w)
-        return x.view(b, h, w, c).permute(0, 3, 1, 2)  # channels_last view
+        return self.norm(x).view(b, h, w, c).permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -711,10 +434,9 @@ class HAT(
             )
         mean = self.mean.to(x.dtype)
         lr = x
-        if self.attn_impl != "math":
-            # The fast path's token views are channels_last; starting there keeps every conv
-            # (head, body, upsampler) on the same layout, with no reorders in between.
-            x = x.contiguous(memory_format=torch.channels_last)
+        # channels_last from the start keeps every conv (head, body, upsampler) on the
+        # layout of the token views, with no reorders in between.
+        x = x.contiguous(memory_format=torch.channels_last)
         x = (x - mean) * self.img_range
         x = self.conv_first(x)
         x = self.conv_after_body(self.forward_features(x)) + x
@@ -723,7 +445,18 @@ class HAT(
             x = x / self.img_range + self.bicubic_skip(lr)
         else:
             x = x / self.img_range + mean
-        return x.contiguous()  # the usual layout, whichever path ran
+        return x.contiguous()  # the usual layout
+
+
+def _residual_groups(dim, resi_connection, depths, num_heads, drop_path_rate, **block_kwargs) -> nn.ModuleList:
+    """One RHAG per entry of ``depths``; stochastic depth rises linearly over all blocks."""
+    drop_path = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
+    groups = nn.ModuleList()
+    for i, depth in enumerate(depths):
+        start = sum(depths[:i])
+        groups.append(RHAG(dim, resi_connection, depth=depth, num_heads=num_heads[i],
+                           drop_path=drop_path[start:start + depth], **block_kwargs))
+    return groups
 
 
 def _init_weights(m: nn.Module) -> None:
@@ -737,59 +470,96 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def _validate_config(**fields) -> None:
-    """Raise ValueError naming the first bad field; checks only the fields given."""
-    def need(ok: bool, name: str, rule: str):
-        if not ok:
-            raise ValueError(f"HAT: {name}={fields[name]!r} is invalid: {rule}")
+# --------------------------------------------------------------------------- configuration
 
-    def positive_int(name):
-        v = fields[name]
-        need(isinstance(v, int) and not isinstance(v, bool) and v > 0, name, "expected a positive integer")
+# Bounds, checked before anything is allocated: well beyond the largest official model
+# (HAT-L: 12 groups of 6 blocks, width 180, 6 heads, window 16, mlp_ratio 2), so that every
+# real model passes and nonsense (depths=[100000, 3, 3]) fails at once instead of
+# allocating gigabytes first. They bound each field, not the size of the model.
+SCALES = (2, 3, 4, 8)  # what the pixel-shuffle upsampler builds (upstream's choices)
+MAX_IN_CHANS = 16  # official: 3 (RGB)
+MAX_EMBED_DIM = 1024  # official: 180
+MAX_GROUPS = 32  # residual groups, len(depths); official: 12
+MAX_DEPTH = 64  # blocks per group; official: 6
+MAX_HEADS = 64  # per group; official: 6
+MAX_WINDOW_SIZE = 32  # official: 16; the index buffers grow as window_size**4
+MAX_MLP_RATIO = 16  # official: 2
+MAX_IMG_SIZE = 65536  # official: 64; kept for option files, unused by the model
 
-    for name in ("in_chans", "window_size", "compress_ratio", "squeeze_factor", "embed_dim"):
-        if name in fields:
-            positive_int(name)
-    if "upscale" in fields:
-        need(fields["upscale"] in (2, 3, 4, 8), "upscale", "expected 2, 3, 4 or 8")
-    if "patch_size" in fields:
-        need(fields["patch_size"] == 1, "patch_size", "HAT operates on pixels; only 1 is supported")
-    if "ape" in fields:
-        need(fields["ape"] is False, "ape", "absolute position embedding is not supported (unused upstream)")
-    if "window_size" in fields:
-        need(fields["window_size"] % 2 == 0, "window_size", "must be even (shift = window_size // 2)")
-    if "overlap_ratio" in fields:
-        need(isinstance(fields["overlap_ratio"], (int, float)) and 0 <= fields["overlap_ratio"] < 1,
-             "overlap_ratio", "expected a number in [0, 1)")
-    if "window_size" in fields and "overlap_ratio" in fields:
-        extra = int(fields["window_size"] * fields["overlap_ratio"])
-        need(extra % 2 == 0, "overlap_ratio", "int(window_size * overlap_ratio) must be even (symmetric padding)")
-    if "mlp_ratio" in fields:
-        need(isinstance(fields["mlp_ratio"], (int, float)) and fields["mlp_ratio"] > 0, "mlp_ratio", "expected > 0")
-    if "depths" in fields:
-        d = fields["depths"]
-        need(len(d) > 0 and all(isinstance(i, int) and i > 0 for i in d), "depths", "expected positive integers")
-    if "num_heads" in fields:
-        heads = fields["num_heads"]
-        need(all(isinstance(i, int) and i > 0 for i in heads), "num_heads", "expected positive integers")
-        if "depths" in fields:
-            need(len(heads) == len(fields["depths"]), "num_heads", "needs one entry per group in depths")
-        if "embed_dim" in fields:
-            need(all(fields["embed_dim"] % i == 0 for i in heads), "num_heads", "each must divide embed_dim")
-    if "embed_dim" in fields and "compress_ratio" in fields:
-        need(fields["embed_dim"] // fields["compress_ratio"] > 0, "compress_ratio", "must not exceed embed_dim")
-    if "embed_dim" in fields and "squeeze_factor" in fields:
-        need(fields["embed_dim"] // fields["squeeze_factor"] > 0, "squeeze_factor", "must not exceed embed_dim")
-    if "drop_path_rate" in fields:
-        need(0 <= fields["drop_path_rate"] < 1, "drop_path_rate", "expected a number in [0, 1)")
-    if "img_range" in fields:
-        need(isinstance(fields["img_range"], (int, float)) and fields["img_range"] > 0, "img_range", "expected > 0")
-    if "upsampler" in fields:
-        need(fields["upsampler"] == "pixelshuffle", "upsampler", "only 'pixelshuffle' (classic SR) is supported")
-    if "resi_connection" in fields:
-        need(fields["resi_connection"] in ("1conv", "identity"), "resi_connection", "expected '1conv' or 'identity'")
-    if "attn_impl" in fields:
-        need(fields["attn_impl"] in ATTN_IMPLS, "attn_impl", f"expected one of {ATTN_IMPLS}")
+
+def _int_in(lo: int, hi: int, v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _ints(lo: int, hi: int):
+    return partial(_int_in, lo, hi), f"expected an integer in [{lo}, {hi}]"
+
+
+def _int_list(max_len: int, hi: int):
+    def check(v):
+        return isinstance(v, (list, tuple)) and 0 < len(v) <= max_len and all(_int_in(1, hi, i) for i in v)
+    return check, f"expected a list of 1 to {max_len} integers, each in [1, {hi}]"
+
+
+_BOOL = (lambda v: isinstance(v, bool)), "expected true or false"
+
+#: field -> (check, rule) for every constructor argument.
+CONFIG_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "upscale": (lambda v: _int_in(2, 8, v) and v in SCALES, f"expected an integer, one of {SCALES}"),
+    "in_chans": _ints(1, MAX_IN_CHANS),
+    "img_size": _ints(1, MAX_IMG_SIZE),
+    "patch_size": (partial(_int_in, 1, 1), "HAT operates on pixels; only 1 is supported"),
+    "window_size": (lambda v: _int_in(2, MAX_WINDOW_SIZE, v) and v % 2 == 0,
+                    f"expected an even integer in [2, {MAX_WINDOW_SIZE}] (shift = window_size // 2)"),
+    "compress_ratio": _ints(1, MAX_EMBED_DIM),
+    "squeeze_factor": _ints(1, MAX_EMBED_DIM),
+    "conv_scale": (_number, "expected a finite number"),
+    "overlap_ratio": (lambda v: _number(v) and 0 <= v < 1, "expected a number in [0, 1)"),
+    "mlp_ratio": (lambda v: _number(v) and 0 < v <= MAX_MLP_RATIO, f"expected a number in (0, {MAX_MLP_RATIO}]"),
+    "depths": _int_list(MAX_GROUPS, MAX_DEPTH),
+    "embed_dim": _ints(1, MAX_EMBED_DIM),
+    "num_heads": _int_list(MAX_GROUPS, MAX_HEADS),
+    "qkv_bias": _BOOL,
+    "drop_path_rate": (lambda v: _number(v) and 0 <= v < 1, "expected a number in [0, 1)"),
+    "ape": (lambda v: v is False, "absolute position embedding is not supported (unused upstream)"),
+    "patch_norm": _BOOL,
+    "img_range": (lambda v: _number(v) and v > 0, "expected a number > 0"),
+    "upsampler": (lambda v: v == "pixelshuffle", "only 'pixelshuffle' (classic SR) is supported"),
+    "resi_connection": (lambda v: v in ("1conv", "identity"), "expected '1conv' or 'identity'"),
+    "attn_impl": (lambda v: v in ATTN_IMPLS, f"expected one of {ATTN_IMPLS}"),
+    "gradient_checkpointing": _BOOL,
+    "global_residual": _BOOL,
+}
+
+
+def _fail(name: str, value, rule: str):
+    raise ValueError(f"HAT: {name}={reprlib.repr(value)} is invalid: {rule}")
+
+
+def _check_fields(fields: dict) -> None:
+    for name, value in fields.items():
+        ok, rule = CONFIG_RULES[name]
+        if not ok(value):
+            _fail(name, value, rule)
+
+
+def _validate_config(config: dict) -> None:
+    """Raise ValueError naming the first bad field: each field, then how fields combine."""
+    _check_fields(config)
+    dim, heads = config["embed_dim"], config["num_heads"]
+    if len(heads) != len(config["depths"]):
+        _fail("num_heads", heads, "needs one entry per group in depths")
+    if any(dim % h for h in heads):
+        _fail("num_heads", heads, f"each must divide embed_dim={dim}")
+    for name in ("compress_ratio", "squeeze_factor"):
+        if config[name] > dim:
+            _fail(name, config[name], f"must not exceed embed_dim={dim}")
+    if int(config["window_size"] * config["overlap_ratio"]) % 2:
+        _fail("overlap_ratio", config["overlap_ratio"], "int(window_size * overlap_ratio) must be even")
 
 
 # --------------------------------------------------------------------------- presets

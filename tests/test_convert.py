@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from conftest import load_reference, official_layouts
 from sr_models import HAT, load_model, load_official, upscale_tensor
 from sr_models.__main__ import main
-from sr_models.convert_hat import OfficialCheckpointError, infer_config
+from sr_models.convert_hat import NOT_IN_WEIGHTS, OfficialCheckpointError, infer_config
 
 
 def _official_pth(path, weights, wrapper="params_ema", prefix="module."):
@@ -32,11 +32,25 @@ def test_convert_round_trip_reproduces_the_official_outputs(tmp_path, scale):
 def test_config_is_inferred_from_shapes_for_official_layouts(name):
     entry = official_layouts()[name]
     state = {k: torch.empty(v, device="meta") for k, v in entry["state_dict"].items()}
-    config, notes = infer_config(state)
+    config = infer_config(state)
     for key, value in config.items():
         if key in entry["config"]:
             assert value == entry["config"][key], key
-    assert any("img_range" in n for n in notes) and any("conv_scale" in n for n in notes)
+    # what the shapes cannot tell is exactly what the notes cover
+    assert set(entry["config"]) - set(config) == set(NOT_IN_WEIGHTS)
+
+
+def test_notes_are_logged_only_for_fields_not_given(caplog):
+    weights = load_reference(2)["weights"]
+    with caplog.at_level("WARNING", logger="sr_models.convert_hat"):
+        load_official(weights)
+    assert {r.getMessage().split()[0] for r in caplog.records} == set(NOT_IN_WEIGHTS)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sr_models.convert_hat"):
+        model = load_official(weights, img_range=1.0, conv_scale=0.01)
+    assert [r.getMessage().split()[0] for r in caplog.records] == ["img_size"]
+    assert "using 64" in caplog.records[0].getMessage()
+    assert model.pretrained is True and not model.training
 
 
 @pytest.mark.parametrize("wrapper,prefix", [("params", ""), ("params_ema", "module."), (None, "")])
@@ -107,3 +121,45 @@ def test_cli_info(capsys):
     assert main(["info", "hat-s"]) == 0
     out = capsys.readouterr().out
     assert "HAT" in out and "x4" in out and "9,621,183" in out
+
+
+@pytest.mark.parametrize("content,match", [
+    (torch.zeros(3), "holds a Tensor, not a dict of tensors"),
+    ([torch.zeros(3)], "holds a list, not a dict of tensors"),
+    (None, "holds a NoneType, not a dict of tensors"),
+    ({1: torch.zeros(3), 2: torch.zeros(3)}, r"keys that are not strings: \[1, 2\]"),
+    ({"params_ema": {0: torch.zeros(3)}}, r"keys that are not strings: \[0\]"),
+    ({"params": {"conv_first.weight": {"nested": [1, 2]}}}, "entries are not tensors: .*conv_first.weight"),
+    ({"params_ema": [1, 2]}, "entries are not tensors: .*params_ema"),
+])
+def test_a_pth_of_nonsense_is_refused_with_a_clear_message(tmp_path, content, match):
+    torch.save(content, tmp_path / "odd.pth")
+    with pytest.raises(OfficialCheckpointError, match=match):
+        load_official(tmp_path / "odd.pth")
+
+
+def test_junk_safetensors_is_refused(tmp_path):
+    (tmp_path / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
+    with pytest.raises(OfficialCheckpointError, match="junk.safetensors"):
+        load_official(tmp_path / "junk.safetensors")
+
+
+@pytest.mark.parametrize("key,shape,match", [
+    ("conv_first.weight", (0, 3, 3, 3), r"conv_first\.weight has shape \(0, 3, 3, 3\)"),
+    ("conv_first.weight", (24,), r"conv_first\.weight has shape \(24,\)"),
+    ("layers.0.residual_group.blocks.0.mlp.fc1.weight", (0, 24), "mlp.fc1.weight"),
+    ("layers.0.residual_group.blocks.0.conv_block.cab.0.weight", (0, 24, 3, 3), "cab.0.weight"),
+    ("layers.0.residual_group.blocks.0.attn.relative_position_bias_table", (0, 2), "relative_position_bias_table"),
+])
+def test_degenerate_shapes_are_refused_without_arithmetic_errors(key, shape, match):
+    weights = {**load_reference(2)["weights"], key: torch.zeros(shape)}
+    with pytest.raises(OfficialCheckpointError, match=match):
+        load_official(weights)
+
+
+def test_shapes_that_imply_an_invalid_config_name_the_field():
+    # A wider MLP than any HAT: mlp_ratio is inferred as 1000, above the bound.
+    weights = dict(load_reference(2)["weights"])
+    weights["layers.0.residual_group.blocks.0.mlp.fc1.weight"] = torch.zeros(24_000, 24)
+    with pytest.raises(OfficialCheckpointError, match="mlp_ratio=1000"):
+        load_official(weights)

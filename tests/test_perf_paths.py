@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from sr_models import ESPCN, HAT
-from sr_models.hat import MAX_CACHED_PLANS, _WindowPlan, shifted_window_mask
+from sr_models.hat_attention import MAX_CACHED_PLANS, WindowPlan, shifted_window_mask
 
 
 def _tiny(**overrides):
@@ -70,7 +70,7 @@ def _window_of(token: int, h: int, w: int, ws: int, shift: int) -> tuple[int, in
 @pytest.mark.parametrize("b,h,w", [(1, 8, 8), (2, 8, 24), (1, 24, 8), (2, 24, 40)])
 def test_plan_orders_and_class_masks_reproduce_roll_partition_and_the_full_mask(b, h, w):
     ws, shift, n = 8, 4, 64
-    plan = _WindowPlan(b, h, w, ws, 12, torch.device("cpu"))
+    plan = WindowPlan(b, h, w, ws, 12, shifted_window_mask(2 * ws, 2 * ws, ws, shift), torch.device("cpu"))
     x = torch.randn(b, h, w, 5)
     for s, (order, inverse, groups) in plan.orders.items():
         assert torch.equal(order.sort().values, torch.arange(b * h * w))
@@ -96,7 +96,7 @@ def test_plan_orders_and_class_masks_reproduce_roll_partition_and_the_full_mask(
 @pytest.mark.parametrize("b,h,w", [(1, 8, 8), (2, 16, 24)])
 def test_oca_index_reproduces_unfold(b, h, w):
     ws, ows, c = 8, 12, 3
-    plan = _WindowPlan(b, h, w, ws, ows, torch.device("cpu"))
+    plan = WindowPlan(b, h, w, ws, ows, shifted_window_mask(2 * ws, 2 * ws, ws, ws // 2), torch.device("cpu"))
     kv = torch.randn(b, h, w, 2 * c)
     rows = torch.cat([kv.reshape(-1, 2 * c), kv.new_zeros(1, 2 * c)])
     got = rows[plan.kv_index].view(-1, ows * ows, 2 * c)
@@ -121,7 +121,7 @@ def test_cached_bias_follows_in_place_updates_and_load_state_dict():
     table = model.layers[0].residual_group.blocks[1].attn.relative_position_bias_table
     with torch.inference_mode():
         model(x)
-    assert model.layers[0].residual_group.blocks[1].attn._bias_cache is not None
+    assert model.layers[0].residual_group.blocks[1].attn.bias_cache.entry is not None
     with torch.no_grad():
         table.add_(0.5)  # an optimizer-like in-place write: bumps the version counter
     fast, ref = _both(model, x)
@@ -170,7 +170,7 @@ def test_writes_through_data_are_picked_up_after_eval():
 def test_training_forward_does_not_cache_the_bias():
     model = _tiny(upscale=2).train()
     model(torch.rand(1, 3, 8, 8)).mean().backward()
-    assert all(getattr(m, "_bias_cache", None) is None for m in model.modules())
+    assert all(m.bias_cache.entry is None for m in model.modules() if hasattr(m, "bias_cache"))
 
 
 def test_plan_cache_is_bounded():
