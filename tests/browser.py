@@ -3,7 +3,7 @@
 Used by tests/test_app.py, and by hand for the README screenshot:
 
     python app.py &   # then
-    python tests/browser.py http://127.0.0.1:7860 examples/astronaut.png docs/app_screenshot.png
+    python tests/browser.py http://127.0.0.1:7860 examples/astronaut.png docs/app_screenshot.png Benchmark
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ def run_in_browser(url: str, image_path: str, screenshot_path: str, mode: str = 
                 return [...sliders[0].querySelectorAll('img')].map(i => ({w: i.naturalWidth, h: i.naturalHeight, src: i.src}));
             }"""
         )
+        page.mouse.move(0, 0)  # no hover or focus styling in the screenshot
+        page.locator("body").click(position={"x": 1, "y": 1})
         page.screenshot(path=screenshot_path, full_page=True)
         browser.close()
     return sizes
