@@ -190,7 +190,7 @@ class CacheSweeper:
             return
         try:
             self._next_sweep = time.monotonic() + self.every_s
-            self.sweep(self.max_age_s)
+            logger.debug("removed %d cached files", self.sweep(self.max_age_s))
         finally:
             self._lock.release()
 
@@ -296,7 +296,7 @@ def benchmark_input(image: Image.Image, scale: int) -> tuple[Image.Image, Image.
     if min(image.size) < min_side:
         raise gr.Error(f"Benchmark mode needs an image of at least {min_side}px per side; "
                        f"this one is {image.width}x{image.height}.")
-    hr = prepare_hr(to_rgb(image), scale)
+    hr = prepare_hr(image, scale)
     return hr, degrade(hr, scale)
 
 
