@@ -3,23 +3,24 @@
 Quality (PSNR / SSIM by the protocol, mean and per image) of bicubic and every model on
 an HR folder; cost per model (parameters, FLOPs per LR megapixel, CPU latency at several
 LR sizes with the ratio to the first model measured in the same run, peak memory);
-training cost from the model cards; plots; a markdown report.
+training cost from the model cards; plots; a markdown report. Run from the project root:
 
-    python benchmarks/compare.py --hr data/faces256/val                  # bundled ESPCN and HAT
-    python benchmarks/compare.py --hr DIR --model espcn-faces --model user/other-hat --update-readme
+    python -m benchmarks.compare --hr data/faces256/val                  # the bundled ESPCN and HAT
+    python -m benchmarks.compare --hr DIR --model espcn-faces --model user/other-hat --update-readme
 
 Writes benchmarks/results/: compare.md, compare.json, psnr_vs_latency.png,
-per_image_psnr.png, crops.png.
+per_image_psnr.png, crops.png. ``--update-readme`` also rewrites the blocks between
+``<!-- results:start -->`` and ``<!-- results:end -->``: the short quality table in
+README.md and the full report in docs/study.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,14 +29,20 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.child import PROJECT_ROOT
+from benchmarks.machine import describe
+from benchmarks.memory import measure_in_child
 from sr_models import load_model, upscale, upscale_tensor
 from sr_models.constants import PROTOCOL
 from sr_models.evaluation import BICUBIC, evaluate, find_images, prepare_hr
+from sr_models.loading import DEFAULT_MODELS
 from sr_models.metrics import bicubic_upscale, degrade
+from sr_models.pipeline import load_image
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODELS = ["espcn-faces", "hat-faces"]
-README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
+README = PROJECT_ROOT / "README.md"
+STUDY = PROJECT_ROOT / "docs" / "study.md"
+PLOTS = {"psnr_vs_latency": "psnr_vs_latency.png", "per_image": "per_image_psnr.png", "crops": "crops.png"}
 
 
 # --------------------------------------------------------------------------- cost
@@ -63,19 +70,12 @@ def latency_seconds(model, size: int, repeats: int) -> float:
 
 
 def peak_memory_mb(name: str, size: int) -> float:
-    """Peak RSS of a fresh process that loads the model and upscales one size² LR image.
-
-    Read from VmHWM, as every benchmark here does (benchmarks/peak_rss.py says why).
-    """
-    code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
-        "import numpy as np, torch; from PIL import Image; from sr_models import load_model, upscale; "
-        "from peak_rss import peak_rss_mib; "
-        f"m = load_model({name!r}); img = Image.fromarray(np.zeros(({size}, {size}, 3), np.uint8)); "
-        "upscale(m, img, device='cpu'); print(peak_rss_mib())"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.split()[-1])
+    """Peak RSS of a fresh process that loads the model and upscales one size² LR image,
+    untiled (benchmarks/memory.py measures it; benchmarks/peak_rss.py says how)."""
+    row = measure_in_child(name, size, tile=None)
+    if "error" in row:
+        raise SystemExit(f"compare: measuring the peak memory of {name} failed: {row['error']}")
+    return row["peak_rss_mb"]
 
 
 def costs(models: dict, sizes: list[int], repeats: int) -> dict:
@@ -146,7 +146,7 @@ def crop_grid(models: dict, hr_paths: list[Path], scale: int, hr_size: int | Non
     """Centre crops of LR (nearest) | bicubic | each model | HR, one row per image."""
     tiles = []
     for hr_path in hr_paths[:rows]:
-        hr = prepare_hr(Image.open(hr_path), scale, hr_size)
+        hr = prepare_hr(load_image(hr_path), scale, hr_size)
         crop = min(crop, hr.width, hr.height)
         lr = degrade(hr, scale)
         outputs = [lr.resize(hr.size, Image.NEAREST), bicubic_upscale(lr, scale)]
@@ -169,49 +169,85 @@ def training_cost(model) -> dict:
     return {k: facts.get(k) for k in ("steps", "images_seen", "wall_time_s", "hardware", "precision")}
 
 
-def markdown(report: dict) -> str:
-    summary, cost, sizes = report["summary"], report["cost"], report["latency_sizes"]
-    first = next(iter(cost))
-    lines = [
-        f"**Quality** — {len(report['images'])} held-out HR images from `{report['hr_dir']}`, x{report['scale']}, "
-        f"HR {report['hr_size'] or 'as is'}. {PROTOCOL}.",
-        "",
-        "| method | PSNR-Y (dB) | SSIM-Y | gain over bicubic (dB) |",
-        "|---|---|---|---|",
-    ]
+def quality_table(summary: dict) -> list[str]:
     base = summary[BICUBIC]["psnr"]
-    for name, s in summary.items():
-        lines.append(f"| {name} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['psnr'] - base:+.2f} |")
-    lines += ["", f"**Cost** — {report['machine']}; latency = median of {report['repeats']} runs of one "
-                  f"forward pass; ratio to {first} measured in the same run; peak RSS of a fresh process "
-                  f"upscaling one {max(sizes)}² LR image.", ""]
+    lines = ["| method | PSNR-Y (dB) | SSIM-Y | gain over bicubic (dB) |", "|---|---|---|---|"]
+    return lines + [f"| {name} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['psnr'] - base:+.2f} |"
+                    for name, s in summary.items()]
+
+
+def cost_table(report: dict) -> list[str]:
+    cost, sizes = report["cost"], report["latency_sizes"]
+    first = next(iter(cost))
+    lines = [f"**Cost** — {report['machine']}; latency = median of {report['repeats']} runs of one "
+             f"forward pass; ratio to {first} measured in the same run; peak RSS of a fresh process "
+             f"upscaling one {max(sizes)}² LR image.", ""]
     header = "| model | parameters | GFLOPs / LR MP | " + " | ".join(f"latency {s}² (ms, ×{first})" for s in sizes)
     lines += [header + " | peak RSS (MB) |", "|---" * (4 + len(sizes)) + "|"]
     for name, c in cost.items():
-        lat = " | ".join(f"{c['latency_s'][s] * 1000:.1f} (×{c['latency_ratio'][s]:.1f})" for s in sizes)
-        lines.append(f"| {name} | {c['parameters']:,} | {c['flops_per_lr_mp'] / 1e9:.1f} | {lat} | "
+        latency = " | ".join(f"{c['latency_s'][s] * 1000:.1f} (×{c['latency_ratio'][s]:.1f})" for s in sizes)
+        lines.append(f"| {name} | {c['parameters']:,} | {c['flops_per_lr_mp'] / 1e9:.1f} | {latency} | "
                      f"{c['peak_rss_mb']:.0f} |")
-    lines += ["", "**Training cost** (from the model cards)", "",
-              "| model | steps | images seen | wall time | hardware | precision |", "|---|---|---|---|---|---|"]
-    for name, t in report["training"].items():
+    return lines
+
+
+def training_table(training: dict) -> list[str]:
+    lines = ["**Training cost** (from the model cards)", "",
+             "| model | steps | images seen | wall time | hardware | precision |", "|---|---|---|---|---|---|"]
+    for name, t in training.items():
         wall = f"{t['wall_time_s'] / 60:.0f} min" if t.get("wall_time_s") else "—"
         seen = f"{t['images_seen']:,}" if t.get("images_seen") else "—"
         precision = {"no": "fp32"}.get(t.get("precision"), t.get("precision"))
         lines.append(f"| {name} | {t.get('steps') or '—'} | {seen} | {wall} | {t.get('hardware') or '—'} | "
                      f"{precision or '—'} |")
-    lines += ["", "![PSNR vs latency](psnr_vs_latency.png)", "", "![Per-image PSNR](per_image_psnr.png)", "",
-              "![Crops: LR | bicubic | " + " | ".join(cost) + " | HR](crops.png)", ""]
+    return lines
+
+
+def markdown(report: dict, plots_dir: str = ".") -> str:
+    """The full report; plots are linked as ``plots_dir/<file>`` (relative to the page)."""
+    def plot(key: str) -> str:
+        return PLOTS[key] if plots_dir == "." else f"{plots_dir}/{PLOTS[key]}"
+
+    lines = [f"**Quality** — {len(report['images'])} held-out HR images from `{report['hr_dir']}`, "
+             f"x{report['scale']}, HR {report['hr_size'] or 'as is'}. {PROTOCOL}.", ""]
+    lines += quality_table(report["summary"]) + [""] + cost_table(report) + [""]
+    lines += training_table(report["training"]) + [""]
+    lines += [f"![PSNR vs latency]({plot('psnr_vs_latency')})", "", f"![Per-image PSNR]({plot('per_image')})", "",
+              "![Crops: LR | bicubic | " + " | ".join(report["cost"]) + f" | HR]({plot('crops')})", ""]
     return "\n".join(lines)
 
 
-def update_readme(text: str, readme: Path) -> None:
-    """Replace the README's results block (between the markers) with ``text``."""
-    content = readme.read_text()
-    if README_START not in content or README_END not in content:
-        raise SystemExit(f"{readme} has no {README_START} ... {README_END} block")
-    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
-    content = pattern.sub(lambda _: f"{README_START}\n{text}\n{README_END}", content)
-    readme.write_text(content)
+def summary_markdown(report: dict, study_link: str) -> str:
+    """The README's short block: the quality table and one line that links the study."""
+    lines = quality_table(report["summary"])
+    lines += ["", f"x{report['scale']}, {len(report['images'])} held-out images, the evaluation protocol; cost, "
+                  f"training cost, per-image scores and plots: [{study_link}]({study_link})."]
+    return "\n".join(lines)
+
+
+def relative(path: Path, page: Path) -> str:
+    """``path`` as a link from the markdown file ``page`` (POSIX separators)."""
+    return Path(os.path.relpath(path.resolve(), page.resolve().parent)).as_posix()
+
+
+def replace_block(content: str, text: str, page: Path) -> str:
+    """``content`` with the text between the results markers replaced by ``text``."""
+    if RESULTS_START not in content or RESULTS_END not in content:
+        raise SystemExit(f"{page} has no {RESULTS_START} ... {RESULTS_END} block")
+    pattern = re.compile(re.escape(RESULTS_START) + ".*?" + re.escape(RESULTS_END), re.S)
+    return pattern.sub(lambda _: f"{RESULTS_START}\n{text}\n{RESULTS_END}", content, count=1)
+
+
+def update_pages(report: dict, results_dir: Path, readme: Path = README, study: Path = STUDY) -> None:
+    """Rewrite the results blocks: the short table in ``readme``, the full report in
+    ``study``. Both pages are checked before either is written."""
+    pages = {
+        study: markdown(report, plots_dir=relative(results_dir, study)),
+        readme: summary_markdown(report, study_link=relative(study, readme)),
+    }
+    new = {page: replace_block(page.read_text(), text, page) for page, text in pages.items()}
+    for page, content in new.items():
+        page.write_text(content)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -219,29 +255,25 @@ def run(args: argparse.Namespace) -> dict:
     hr_paths = find_images(args.hr)[: args.limit]
     if not hr_paths:
         raise SystemExit(f"no images in {args.hr}")
-    models = {name: load_model(name, scale=args.scale) for name in args.model}
-    for model in models.values():
-        model.eval()
+    models = {name: load_model(name, scale=args.scale).eval() for name in args.model}
     quality = evaluate(models, hr_paths, scale=args.scale, hr_size=args.hr_size, device="cpu")
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     cost = costs(models, args.latency_sizes, args.repeats)
     report = {
         "hr_dir": str(args.hr), "scale": args.scale, "hr_size": args.hr_size, "images": quality.images,
-        "machine": f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "repeats": args.repeats, "latency_sizes": args.latency_sizes,
+        "machine": describe(), "repeats": args.repeats, "latency_sizes": args.latency_sizes,
         "summary": quality.to_json()["summary"], "per_image": quality.to_json()["per_image"],
         "cost": cost, "training": {name: training_cost(m) for name, m in models.items()},
     }
     (out / "compare.json").write_text(json.dumps(report, indent=2))
-    plot_psnr_vs_latency(report["summary"], cost, args.latency_sizes[0], out / "psnr_vs_latency.png")
-    plot_per_image(report["per_image"], quality.images, out / "per_image_psnr.png")
-    crop_grid(models, hr_paths, args.scale, args.hr_size, out / "crops.png")
+    plot_psnr_vs_latency(report["summary"], cost, args.latency_sizes[0], out / PLOTS["psnr_vs_latency"])
+    plot_per_image(report["per_image"], quality.images, out / PLOTS["per_image"])
+    crop_grid(models, hr_paths, args.scale, args.hr_size, out / PLOTS["crops"])
     text = markdown(report)
     (out / "compare.md").write_text(text)
     if args.update_readme:
-        relative = out.resolve().relative_to(ROOT).as_posix()
-        update_readme(re.sub(r"\]\((\w+\.png)\)", rf"]({relative}/\1)", text), ROOT / "README.md")
+        update_pages(report, out, Path(args.readme), Path(args.study))
     print(text)
     return report
 
@@ -256,10 +288,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--latency-sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--output-dir", default=str(ROOT / "benchmarks" / "results"))
-    parser.add_argument("--update-readme", action="store_true", help="rewrite the README's results block")
+    parser.add_argument("--output-dir", default=str(PROJECT_ROOT / "benchmarks" / "results"))
+    parser.add_argument("--update-readme", action="store_true",
+                        help="rewrite the results blocks of --readme (short table) and --study (full report)")
+    parser.add_argument("--readme", default=str(README), help="default: %(default)s")
+    parser.add_argument("--study", default=str(STUDY), help="default: %(default)s")
     args = parser.parse_args(argv)
-    args.model = args.model or DEFAULT_MODELS
+    args.model = args.model or list(DEFAULT_MODELS)
     args.hr_size = args.hr_size or None
     return args
 

@@ -14,9 +14,9 @@
 fps = 1 / median seconds per frame; roofline fps = GFLOP/s / (2 * MACs / 1e9); the
 fraction of roofline is their ratio.
 
-    python benchmarks/espcn_speed.py                         # espcn x4, LR 480x270 -> 1920x1080
-    python benchmarks/espcn_speed.py --repeats 10 --json out.json
-    python benchmarks/espcn_speed.py --no-compile            # eager variants only
+    python -m benchmarks.espcn_speed                         # espcn x4, LR 480x270 -> 1920x1080
+    python -m benchmarks.espcn_speed --repeats 10 --json out.json
+    python -m benchmarks.espcn_speed --no-compile            # eager variants only
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from machine import describe
+from benchmarks.machine import describe
 from sr_models import ESPCN
 
 
@@ -98,7 +98,57 @@ def run(variant, x: torch.Tensor) -> tuple[float, torch.Tensor]:
         return time.perf_counter() - start, out
 
 
-def main() -> None:
+def roofline_fps(model: ESPCN, x: torch.Tensor) -> dict:
+    """The dense-matmul rates, ESPCN's work per frame and the frame rates they bound."""
+    gflops = {"float32": matmul_gflops(torch.float32), "bfloat16": matmul_gflops(torch.bfloat16)}
+    macs = count_macs(model, x)
+    print(f"dense matmul (4096³ torch.mm, best of 7): float32 {gflops['float32']:.1f} GFLOP/s, "
+          f"bfloat16 {gflops['bfloat16']:.1f} GFLOP/s")
+    print(f"ESPCN work per frame: {macs / 1e9:.3f} GMAC ({2 * macs / 1e9:.2f} GFLOP)")
+    fps = {dtype: rate / (2 * macs / 1e9) for dtype, rate in gflops.items()}
+    print(f"roofline: {fps['float32']:.2f} fps float32, {fps['bfloat16']:.2f} fps bfloat16")
+    return {"matmul_gflops": gflops, "macs_per_frame": macs, "roofline_fps": fps}
+
+
+def time_variants(variants: dict, x: torch.Tensor, repeats: int) -> tuple[dict, dict]:
+    """(seconds of each variant's first call, per-repeat seconds), interleaved repeats."""
+    warmup = {}
+    for name, variant in variants.items():  # compiles here; a second call reaches steady state
+        start = time.perf_counter()
+        run(variant, x)
+        warmup[name] = time.perf_counter() - start
+        run(variant, x)
+    times = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, variant in variants.items():
+            times[name].append(run(variant, x)[0])
+    return warmup, times
+
+
+def report(variants: dict, x: torch.Tensor, warmup: dict, times: dict, roofline: dict) -> list[dict]:
+    """Print and return one row per variant, its output checked against ESPCN.forward in float32."""
+    reference = run(variants["model() inference_mode"], x)[1].float()
+    print(f"{'variant':>31} {'ms/frame':>9} {'fps':>6} {'% roofline':>11} {'vs plain':>9} {'max |diff|':>11} "
+          f"{'1st call s':>10}")
+    base = statistics.median(times["plain NCHW no_grad"])
+    rows = []
+    for name, variant in variants.items():
+        seconds = statistics.median(times[name])
+        out = run(variant, x)[1].float()
+        dtype = "bfloat16" if variant[3] is not None else "float32"
+        row = {"variant": name, "ms_per_frame": 1e3 * seconds, "fps": 1 / seconds,
+               "roofline_fraction": (1 / seconds) / roofline[dtype], "roofline_dtype": dtype,
+               "speedup_vs_plain_no_grad": base / seconds, "max_abs_diff": (out - reference).abs().max().item(),
+               "first_call_s": warmup[name], "times_s": times[name]}
+        rows.append(row)
+        print(f"{name:>31} {row['ms_per_frame']:>9.1f} {row['fps']:>6.2f} {100 * row['roofline_fraction']:>10.1f}% "
+              f"{row['speedup_vs_plain_no_grad']:>8.2f}x {row['max_abs_diff']:>11.2e} {row['first_call_s']:>10.1f}",
+              flush=True)
+    print("(% roofline of bf16 variants is against the bf16 matmul rate)")
+    return rows
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="espcn")
     parser.add_argument("--scale", type=int, default=4)
@@ -108,62 +158,26 @@ def main() -> None:
     parser.add_argument("--no-compile", dest="compile", action="store_false")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")
     parser.add_argument("--json", default=None)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
     torch.manual_seed(0)
     model = ESPCN.from_preset(args.preset, upscale=args.scale).eval()
     x = torch.rand(1, 3, args.height, args.width, generator=torch.Generator().manual_seed(0))
     print(f"# ESPCN ({args.preset}) x{args.scale}, LR {args.width}x{args.height} -> "
           f"{args.scale * args.width}x{args.scale * args.height}; {describe()}")
-
-    fp32_gflops = matmul_gflops(torch.float32)
-    bf16_gflops = matmul_gflops(torch.bfloat16)
-    macs = count_macs(model, x)
-    print(f"dense matmul (4096³ torch.mm, best of 7): float32 {fp32_gflops:.1f} GFLOP/s, bfloat16 {bf16_gflops:.1f} GFLOP/s")
-    print(f"ESPCN work per frame: {macs / 1e9:.3f} GMAC ({2 * macs / 1e9:.2f} GFLOP)")
-    roofline = {None: fp32_gflops / (2 * macs / 1e9), torch.bfloat16: bf16_gflops / (2 * macs / 1e9)}
-    print(f"roofline: {roofline[None]:.2f} fps float32, {roofline[torch.bfloat16]:.2f} fps bfloat16")
-
+    work = roofline_fps(model, x)
     variants = build_variants(model, args.compile)
-    with torch.inference_mode():
-        reference = model(x)
-    warmup = {}
-    for name, variant in variants.items():  # compiles here; a second call reaches steady state
-        start = time.perf_counter()
-        run(variant, x)
-        warmup[name] = time.perf_counter() - start
-        run(variant, x)
-    times = {name: [] for name in variants}
-    for _ in range(args.repeats):
-        for name, variant in variants.items():
-            times[name].append(run(variant, x)[0])
-
+    warmup, times = time_variants(variants, x, args.repeats)
     print(f"\n{args.repeats} interleaved repeats, medians")
-    print(f"{'variant':>31} {'ms/frame':>9} {'fps':>6} {'% roofline':>11} {'vs plain':>9} {'max |diff|':>11} "
-          f"{'1st call s':>10}")
-    base = statistics.median(times["plain NCHW no_grad"])
-    rows = []
-    for name, variant in variants.items():
-        seconds = statistics.median(times[name])
-        out = run(variant, x)[1].float()
-        dtype = variant[3]
-        row = {"variant": name, "ms_per_frame": 1e3 * seconds, "fps": 1 / seconds,
-               "roofline_fraction": (1 / seconds) / roofline[dtype], "roofline_dtype": "bf16" if dtype else "fp32",
-               "speedup_vs_plain_no_grad": base / seconds, "max_abs_diff": (out - reference).abs().max().item(),
-               "first_call_s": warmup[name], "times_s": times[name]}
-        rows.append(row)
-        print(f"{name:>31} {row['ms_per_frame']:>9.1f} {row['fps']:>6.2f} {100 * row['roofline_fraction']:>10.1f}% "
-              f"{row['speedup_vs_plain_no_grad']:>8.2f}x {row['max_abs_diff']:>11.2e} {row['first_call_s']:>10.1f}",
-              flush=True)
-    print("(% roofline of bf16 variants is against the bf16 matmul rate)")
+    rows = report(variants, x, warmup, times, work["roofline_fps"])
     print(f"# load average at the end: {os.getloadavg()[0]:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "machine": describe(), "matmul_gflops": {"float32": fp32_gflops, "bfloat16": bf16_gflops},
-            "macs_per_frame": macs, "roofline_fps": {"float32": roofline[None], "bfloat16": roofline[torch.bfloat16]},
-            "results": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"machine": describe(), **work, "results": rows}, indent=2))
 
 
 if __name__ == "__main__":

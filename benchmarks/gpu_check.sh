@@ -11,8 +11,9 @@
 #   DEVICE=cpu MODEL=hat-tiny STEPS=4 BATCH=2 INFER_PRESET=hat-tiny INFER_SIZES=32 REPEATS=1 \
 #       bash benchmarks/gpu_check.sh        # dry run of this script on a CPU
 #
-# Needs torch with CUDA, accelerate and datasets (pip install -r requirements.txt). The
+# Needs torch with CUDA, accelerate and datasets (pip install -r requirements-train.txt). The
 # images are generated here, so no network is needed. Takes a few minutes on one H100.
+# Runs everything as modules from the project root (python -m benchmarks.X, -m train.hat).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,17 +27,17 @@ INFER_SIZES=${INFER_SIZES:-64 128 256}
 REPEATS=${REPEATS:-10}
 CONFIG=train/configs/$([ "$DEVICE" = cuda ] && echo single_gpu || echo cpu).yaml
 if [ -z "${WORK:-}" ]; then WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT; fi  # a given WORK is kept
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
 python3 -c "import torch, accelerate, datasets; assert '$DEVICE' != 'cuda' or torch.cuda.is_available()" || {
-    echo "gpu_check: needs a CUDA GPU, accelerate and datasets (pip install -r requirements.txt)" >&2
+    echo "gpu_check: needs a CUDA GPU, accelerate and datasets (pip install -r requirements-train.txt)" >&2
     exit 2
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
 # Inference: every variant interleaved per size; --all adds the reference path under autocast.
 # shellcheck disable=SC2086  # INFER_SIZES is a list
-python3 benchmarks/hat_speed.py --device "$DEVICE" --preset "$INFER_PRESET" --sizes $INFER_SIZES \
+python3 -m benchmarks.hat_speed --device "$DEVICE" --preset "$INFER_PRESET" --sizes $INFER_SIZES \
     --repeats "$REPEATS" --all
 python3 - "$DEVICE" "$INFER_PRESET" <<'EOF'
 # The attention kernels each precision reaches (flash / memory-efficient / math fallback).
@@ -77,7 +78,7 @@ for split, count in (("train", 64), ("val", 8)):
         Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(work / split / f"{i:03d}.png")
 EOF
 
-accelerate launch --config_file "$CONFIG" train/hat.py \
+accelerate launch --config_file "$CONFIG" -m train.hat \
     --model "$MODEL" --use_ema --train_data_dir "$WORK/train" --validation_data_dir "$WORK/val" \
     --train_batch_size "$BATCH" --gradient_accumulation_steps "$ACCUM" --gradient_checkpointing \
     --mixed_precision bf16 --max_train_steps "$STEPS" --checkpointing_steps 100 --checkpoints_total_limit 1 \
@@ -94,5 +95,5 @@ print(f"  peak GPU memory {f['peak_gpu_memory_gib']} GiB on {f['hardware']}")
 print(f"  wall time {f['wall_time_s']:.0f} s (with validation and checkpoints)")
 EOF
 
-python3 benchmarks/train_step.py --model "$MODEL" --batch_size "$BATCH" --lr_size 64 --mixed_precision bf16 \
+python3 -m benchmarks.train_step --model "$MODEL" --batch_size "$BATCH" --lr_size 64 --mixed_precision bf16 \
     --checkpointing both --steps 20 --warmup 3 --device "$DEVICE"

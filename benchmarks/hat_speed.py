@@ -15,15 +15,16 @@ variant once, in turn), so that a busy shared CPU slows them alike:
 Reported: the median seconds per forward, the median of the per-repeat ratios to
 ``math fp32``, the largest absolute difference of each float32 output from ``math fp32``,
 and the PSNR of each output against ``math fp32`` (peak 1, outputs clamped to [0, 1] as an
-image would be). The input is a face photograph from ``../shared/data/faces`` downscaled
-to the LR size when it is there, else seeded noise; the weights are HAT's own
-initialisation (seeded), as no trained HAT-S weights ship with the project, or a trained
-model given with ``--weights``.
+image would be). The input is a photograph (``--image``: a file, or the first image of a
+folder; default the project's ``examples/astronaut.png``), centre-cropped and downscaled to
+the LR size, or seeded noise (``--image noise``). The weights are HAT's own initialisation
+(seeded), as no trained HAT-S weights ship with the project, or a trained model given with
+``--weights``.
 
-    python benchmarks/hat_speed.py                       # HAT-S x4, LR 64² and 128², 5 repeats
-    python benchmarks/hat_speed.py --sizes 64 --repeats 3 --all --json out.json
-    python benchmarks/hat_speed.py --weights weights/hat-small-faces-x4 --sizes 64 128   # trained weights
-    python benchmarks/hat_speed.py --device cuda --sizes 64 128 256 --repeats 10 --all   # on a GPU
+    python -m benchmarks.hat_speed                       # HAT-S x4, LR 64² and 128², 5 repeats
+    python -m benchmarks.hat_speed --sizes 64 --repeats 3 --all --json out.json
+    python -m benchmarks.hat_speed --weights hat-faces --sizes 64 128 --image faces/   # trained weights, a face
+    python -m benchmarks.hat_speed --device cuda --sizes 64 128 256 --repeats 10 --all   # on a GPU
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ from pathlib import Path
 
 import torch
 
-from machine import describe
+from benchmarks.child import PROJECT_ROOT
+from benchmarks.machine import describe
 from sr_models import HAT
 
-FACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces"
+EXAMPLE_PHOTO = PROJECT_ROOT / "examples" / "astronaut.png"
+NOISE = "noise"
 VARIANTS = {  # name: (attn_impl, autocast dtype or None)
     "math fp32": ("math", None),
     "sdpa fp32": ("sdpa", None),
@@ -53,18 +56,33 @@ VARIANTS = {  # name: (attn_impl, autocast dtype or None)
 }
 
 
-def lr_image(size: int) -> tuple[torch.Tensor, str]:
-    """(1, 3, size, size) in [0, 1]: a face photograph if available, else seeded noise."""
-    photos = sorted(FACES.glob("*.jpg")) if FACES.is_dir() else []
-    if photos:
-        import numpy as np
-        from PIL import Image
+def photo_path(image: str) -> Path:
+    """The photograph ``--image`` names: a file, or the first image (by name) of a folder."""
+    from sr_models.evaluation import find_images
 
-        image = Image.open(photos[0]).convert("RGB")
-        side = min(image.size)
-        image = image.crop((0, 0, side, side)).resize((size, size), Image.BICUBIC)
-        return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None], photos[0].name
-    return torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)), "seeded noise"
+    path = Path(image)
+    if path.is_dir():
+        photos = find_images(path)
+        if not photos:
+            raise SystemExit(f"hat_speed: no images in {path} (--image takes a photograph, a folder or 'noise')")
+        return photos[0]
+    if not path.is_file():
+        raise SystemExit(f"hat_speed: {path} does not exist (--image takes a photograph, a folder or 'noise')")
+    return path
+
+
+def lr_image(size: int, photo: Path | None) -> tuple[torch.Tensor, str]:
+    """(1, 3, size, size) in [0, 1]: ``photo`` centre-cropped to a square and downscaled,
+    or seeded noise when ``photo`` is None."""
+    if photo is None:
+        return torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)), "seeded noise"
+    import numpy as np
+
+    from sr_models.evaluation import prepare_hr
+    from sr_models.pipeline import load_image
+
+    lr = prepare_hr(load_image(photo), scale=1, hr_size=size)
+    return torch.from_numpy(np.asarray(lr, dtype=np.float32) / 255).permute(2, 0, 1)[None], photo.name
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -90,7 +108,40 @@ def run(model: HAT, x: torch.Tensor, impl: str, dtype) -> tuple[float, torch.Ten
     return seconds, out.float(), peak
 
 
-def main() -> None:
+def time_variants(model: HAT, x: torch.Tensor, names: list[str], repeats: int) -> list[dict]:
+    """One row per variant: median and per-repeat times, ratio to and distance from ``math fp32``."""
+    times = {n: [] for n in names}
+    outputs, peaks = {}, {}
+    for n in names:  # warm-up: plans, caches, oneDNN / cuDNN primitives
+        _, outputs[n], peaks[n] = run(model, x, *VARIANTS[n])
+    for _ in range(repeats):
+        for n in names:
+            times[n].append(run(model, x, *VARIANTS[n])[0])
+    ref = outputs["math fp32"]
+    rows = []
+    for n in names:
+        ratios = [m / t for m, t in zip(times["math fp32"], times[n])]
+        rows.append({"lr_size": x.shape[-1], "variant": n, "median_s": statistics.median(times[n]),
+                     "min_s": min(times[n]), "speedup_vs_math_fp32": statistics.median(ratios), "times_s": times[n],
+                     "max_abs_diff": (outputs[n] - ref).abs().max().item(), "psnr_db": psnr(outputs[n], ref),
+                     "finite": bool(torch.isfinite(outputs[n]).all()), "peak_mib": peaks[n],
+                     "output_size": list(ref.shape[-2:])})
+    return rows
+
+
+def print_rows(rows: list[dict], source: str, cuda: bool) -> None:
+    size, out = rows[0]["lr_size"], tuple(rows[0]["output_size"])
+    print(f"\nLR {size}x{size} ({source}) -> {out}")
+    print(f"{'variant':>10} {'median s':>9} {'min s':>7} {'x vs math fp32':>15} {'max |diff|':>11} {'PSNR dB':>8}"
+          + (f" {'peak MiB':>9}" if cuda else ""))
+    for row in rows:
+        print(f"{row['variant']:>10} {row['median_s']:>9.3f} {row['min_s']:>7.3f} {row['speedup_vs_math_fp32']:>14.2f}x "
+              f"{row['max_abs_diff']:>11.2e} {row['psnr_db']:>8.1f}"
+              + (f" {row['peak_mib']:>9.0f}" if cuda else "")
+              + ("" if row["finite"] else "  NON-FINITE OUTPUT"), flush=True)
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="hat-s")
     parser.add_argument("--weights", default=None,
@@ -99,13 +150,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128], help="LR sides")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--all", action="store_true", help="also time the reference path under autocast")
+    parser.add_argument("--image", default=str(EXAMPLE_PHOTO),
+                        help="the input: a photograph, a folder (its first image) or 'noise' (default: %(default)s)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
+    photo = None if args.image == NOISE else photo_path(args.image)  # a bad --image fails before any work
     device = torch.device(args.device)
     torch.manual_seed(0)
     if args.weights:
@@ -121,30 +178,10 @@ def main() -> None:
     print(f"# {args.repeats} interleaved repeats after one warm-up call per variant; medians")
     results = []
     for size in args.sizes:
-        x, source = lr_image(size)
-        x = x.to(device)
-        times = {n: [] for n in names}
-        outputs, peaks = {}, {}
-        for n in names:  # warm-up: plans, caches, oneDNN / cuDNN primitives
-            _, outputs[n], peaks[n] = run(model, x, *VARIANTS[n])
-        for _ in range(args.repeats):
-            for n in names:
-                times[n].append(run(model, x, *VARIANTS[n])[0])
-        ref = outputs["math fp32"]
-        print(f"\nLR {size}x{size} ({source}) -> {tuple(ref.shape[-2:])}")
-        print(f"{'variant':>10} {'median s':>9} {'min s':>7} {'x vs math fp32':>15} {'max |diff|':>11} {'PSNR dB':>8}"
-              + (f" {'peak MiB':>9}" if device.type == "cuda" else ""))
-        for n in names:
-            ratios = [m / t for m, t in zip(times["math fp32"], times[n])]
-            row = {"lr_size": size, "variant": n, "median_s": statistics.median(times[n]), "min_s": min(times[n]),
-                   "speedup_vs_math_fp32": statistics.median(ratios), "times_s": times[n],
-                   "max_abs_diff": (outputs[n] - ref).abs().max().item(), "psnr_db": psnr(outputs[n], ref),
-                   "finite": bool(torch.isfinite(outputs[n]).all()), "peak_mib": peaks[n]}
-            results.append(row)
-            print(f"{n:>10} {row['median_s']:>9.3f} {row['min_s']:>7.3f} {row['speedup_vs_math_fp32']:>14.2f}x "
-                  f"{row['max_abs_diff']:>11.2e} {row['psnr_db']:>8.1f}"
-                  + (f" {row['peak_mib']:>9.0f}" if device.type == "cuda" else "")
-                  + ("" if row["finite"] else "  NON-FINITE OUTPUT"), flush=True)
+        x, source = lr_image(size, photo)
+        rows = time_variants(model, x.to(device), names, args.repeats)
+        print_rows(rows, source, device.type == "cuda")
+        results += rows
     print(f"\n# load average at the end: {os.getloadavg()[0]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": describe(device), "results": results}, indent=2))

@@ -6,9 +6,12 @@ differ by up to ~150 MB (allocator arenas of the worker threads), so ``--repeats
 reports the median (and the range) of N children per row. Example (the figures in
 benchmarks/results/performance.md):
 
-    python benchmarks/memory.py --model hat-s --sizes 128 256 512 --tile 128
-    python benchmarks/memory.py --model hat-s --sizes 1024 --tile 128 --tiled-only
-    python benchmarks/memory.py --model hat-s --sizes 128 --attn-impl math   # HAT's reference path
+    python -m benchmarks.memory --model hat-s --sizes 128 256 512 --tile 128
+    python -m benchmarks.memory --model hat-s --sizes 1024 --tile 128 --tiled-only
+    python -m benchmarks.memory --model hat-s --sizes 128 --attn-impl math   # HAT's reference path
+
+A preset name measures a model with random weights (memory does not depend on them); a
+folder, repo id or bundled name (``hat-faces``) measures trained weights.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
+from pathlib import Path
 
-from peak_rss import peak_rss_mib
+from benchmarks.child import run_child
+from benchmarks.machine import describe
+from benchmarks.peak_rss import peak_rss_mib
 
 
 def measure_one(model_name: str, size: int, tile: int | None, dtype: str | None, attn_impl: str | None = None) -> dict:
@@ -32,7 +36,7 @@ def measure_one(model_name: str, size: int, tile: int | None, dtype: str | None,
     from sr_models import load_model, upscale
 
     torch.manual_seed(0)
-    model = load_model(model_name).eval()
+    model = load_model(model_name, random_weights=True).eval()
     if attn_impl is not None:
         model.set_attn_impl(attn_impl)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8))
@@ -46,15 +50,16 @@ def measure_one(model_name: str, size: int, tile: int | None, dtype: str | None,
             "rss_before_mb": round(baseline, 1), "output": list(out.size)}
 
 
-def run_child(model: str, size: int, tile: int | None, dtype: str | None, attn_impl: str | None = None) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--model", model, "--sizes", str(size)]
-    cmd += ["--tile", str(tile or 0)]  # 0 = untiled (omitting it would give the child the default tile)
-    cmd += ["--dtype", dtype] if dtype else []
-    cmd += ["--attn-impl", attn_impl] if attn_impl else []
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"model": model, "lr_size": size, "tile": tile, "error": proc.stderr.strip().splitlines()[-1]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def measure_in_child(model: str, size: int, tile: int | None, dtype: str | None = None,
+                     attn_impl: str | None = None) -> dict:
+    """:func:`measure_one` in a fresh process (its peak is then the peak of that call alone)."""
+    # The child runs in the project root: a relative folder must not change meaning there.
+    argv = ["--model", str(Path(model).resolve()) if Path(model).exists() else model, "--sizes", str(size)]
+    argv += ["--tile", str(tile or 0)]  # 0 = untiled (omitting it would give the child the default tile)
+    argv += ["--dtype", dtype] if dtype else []
+    argv += ["--attn-impl", attn_impl] if attn_impl else []
+    row = run_child("benchmarks.memory", argv)
+    return {**row, "model": model, "lr_size": size, "tile": tile}
 
 
 def main() -> None:
@@ -73,17 +78,15 @@ def main() -> None:
         print(json.dumps(measure_one(args.model, args.sizes[0], args.tile or None, args.dtype, args.attn_impl)))
         return
 
-    import torch
-
     impl = f", attn_impl={args.attn_impl}" if args.attn_impl else ""
-    print(f"# peak RSS of one upscale() call, {args.model} x4{impl}, CPU ({torch.get_num_threads()} threads, "
-          f"torch {torch.__version__})")
+    print(f"# peak RSS of one upscale() call, {args.model} x4{impl}; {describe()}")
     print(f"{'LR size':>8} {'tile':>6} {'peak RSS (MB)':>14} {'seconds':>8}"
           + (f" {'range (MB)':>15}" if args.repeats > 1 else ""))
     rows = []
     for size in args.sizes:
         for tile in ([args.tile] if args.tiled_only else [None, args.tile]):
-            runs = [run_child(args.model, size, tile, args.dtype, args.attn_impl) for _ in range(args.repeats)]
+            runs = [measure_in_child(args.model, size, tile, args.dtype, args.attn_impl)
+                    for _ in range(args.repeats)]
             rows += runs
             peaks = sorted(r["peak_rss_mb"] for r in runs if "peak_rss_mb" in r)
             if not peaks:

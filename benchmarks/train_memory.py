@@ -25,8 +25,8 @@ every large allocation would distort it): one model, checkpointing switched off 
 in turn for ``--time-steps`` rounds after a warm-up step of each; the ratio reported is
 the median of the per-round ratios.
 
-    python benchmarks/train_memory.py                          # HAT-S x4, batch 4, LR 64², 3 rounds
-    python benchmarks/train_memory.py --preset hat-small --repeats 1 --steps 1 --time-steps 1
+    python -m benchmarks.train_memory                          # HAT-S x4, batch 4, LR 64², 3 rounds
+    python -m benchmarks.train_memory --preset hat-small --repeats 1 --steps 1 --time-steps 1
 """
 
 from __future__ import annotations
@@ -35,13 +35,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from machine import describe
-from peak_rss import peak_rss_mib, reset_peak, rss_mib
+from benchmarks.child import run_child
+from benchmarks.machine import describe
+from benchmarks.peak_rss import peak_rss_mib, reset_peak, rss_mib
 
 MMAP_THRESHOLD = "65536"
 
@@ -83,15 +82,15 @@ def measure(preset: str, batch: int, lr_size: int, checkpointing: bool, steps: i
             "rss_before_step_mb": before, "step_s": statistics.median(times), "warmup_s": warmup}
 
 
-def run_child(args, checkpointing: bool) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--preset", args.preset, "--batch", str(args.batch),
-           "--lr-size", str(args.lr_size), "--steps", str(args.steps), "--attn-impl", args.attn_impl]
-    cmd += ["--checkpointing"] if checkpointing else []
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"child failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def measure_in_child(args, checkpointing: bool) -> dict:
+    """:func:`measure` in a fresh process under the mmap threshold (see the module docstring)."""
+    argv = ["--preset", args.preset, "--batch", str(args.batch), "--lr-size", str(args.lr_size),
+            "--steps", str(args.steps), "--attn-impl", args.attn_impl]
+    argv += ["--checkpointing"] if checkpointing else []
+    row = run_child("benchmarks.train_memory", argv, env={"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD})
+    if "error" in row:  # every row is needed for the medians
+        raise SystemExit(f"train_memory: child failed: {row['error']}")
+    return row
 
 
 def main() -> None:
@@ -118,7 +117,7 @@ def main() -> None:
     rows = []
     for r in range(args.repeats):
         for checkpointing in (False, True):
-            row = run_child(args, checkpointing)
+            row = measure_in_child(args, checkpointing)
             rows.append(row)
             print(f"{r:>5} {'on' if checkpointing else 'off':>13} {row['step_mb']:>8.0f} {row['process_mb']:>10.0f}",
                   flush=True)

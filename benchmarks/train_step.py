@@ -1,15 +1,18 @@
 """Seconds per training step and peak memory, for presets, a batch size, a precision and
 gradient checkpointing on or off.
 
-A step is what ``train/common.py`` does per optimizer step: forward on random LR patches
+A step is what ``train/trainer.py`` does per optimizer step: forward on random LR patches
 (under autocast for bf16 / fp16), the loss against random HR patches, backward, Adam.
 Each configuration runs in a fresh subprocess, so peaks do not leak into each other. Peak
 memory is ``torch.cuda.max_memory_allocated`` on a GPU, and on a CPU the process's peak
 resident set size (VmHWM) minus its size before the model was built. The time is the
 median over ``--steps`` steps after ``--warmup`` steps.
 
-    python benchmarks/train_step.py --model espcn hat-small --batch_size 4 --lr_size 64 --checkpointing both
-    python benchmarks/train_step.py --model hat --batch_size 4 --mixed_precision bf16 --checkpointing on --device cuda
+    python -m benchmarks.train_step --model espcn hat-small --batch_size 4 --lr_size 64 --checkpointing both
+    python -m benchmarks.train_step --model hat --batch_size 4 --mixed_precision bf16 --checkpointing on --device cuda
+
+A preset name trains from random weights (what a training run starts from); a folder, repo
+id or bundled name starts from those weights.
 """
 
 from __future__ import annotations
@@ -17,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from peak_rss import peak_rss_mib, rss_mib
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `train` from a source checkout
+from benchmarks.child import run_child
+from benchmarks.machine import describe
+from benchmarks.peak_rss import peak_rss_mib, rss_mib
 
 
 def measure(model_name: str, *, scale: int, batch_size: int, lr_size: int, precision: str, checkpointing: bool,
@@ -33,14 +35,14 @@ def measure(model_name: str, *, scale: int, batch_size: int, lr_size: int, preci
     import torch
 
     from sr_models import load_model
-    from train.common import loss_function
+    from train.trainer import loss_function
 
     torch.manual_seed(0)
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
     before = rss_mib()
-    model = load_model(model_name, scale=scale).to(dev).train()
+    model = load_model(model_name, scale=scale, random_weights=True).to(dev).train()
     if checkpointing:
         if not hasattr(model, "set_gradient_checkpointing"):
             return {"error": f"{type(model).__name__} has no gradient checkpointing"}
@@ -80,14 +82,6 @@ def measure(model_name: str, *, scale: int, batch_size: int, lr_size: int, preci
             "peak_memory_mib": round(peak_mib, 1), "memory_measure": what, "torch_threads": torch.get_num_threads()}
 
 
-def run_child(argv: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines() or ["failed"]
-        return {"error": lines[-1]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="+", default=["hat-small"], help="presets (or folders) to measure")
@@ -115,14 +109,17 @@ def main() -> None:
         print(json.dumps(row))
         return
 
+    import torch
+
     rows = []
+    print(f"# training steps; {describe(torch.device(args.device))}")
     print(f"{'model':<12} {'params':>8} {'ckpt':>5} {'precision':>9} {'batch':>5} {'LR':>5} "
           f"{'s/step':>8} {'cpu s':>8} {'peak MiB':>9}  device")
     for name in args.model:
         for on in settings:
             argv = [a for a in sys.argv[1:] if a != "--child"]
             argv = _replace(argv, "--model", [name]) + ["--checkpointing", "on" if on else "off"]
-            row = run_child(argv)
+            row = run_child("benchmarks.train_step", argv)
             row.setdefault("model", name)
             row.setdefault("gradient_checkpointing", on)
             rows.append(row)
