@@ -7,7 +7,10 @@ training (``train/``). ``train_multiscale/`` holds the training faces again at 2
 and 384 pixels: scale augmentation (as in the multi-scale DF2K sets of Real-ESRGAN), used
 by the second stage of the bundled HAT's training; the held-out faces are never in it.
 
-    python weights/prepare_faces.py ../shared/data/faces data/faces256
+    python -m scripts.prepare_faces FACES_DIR data/faces256
+
+``FACES_DIR``: a folder of face photographs (the bundled weights used 46 CelebA-HQ faces,
+1024x1024; any face photographs work: each is centre-cropped to a square).
 """
 
 import argparse
