@@ -1,51 +1,20 @@
 """🤗 evaluate module for super-resolution PSNR / SSIM, per the project's evaluation protocol.
 
-Load it offline by path: ``evaluate.load("evaluate_modules/sr_metrics")``. It is a thin
-wrapper: every number comes from ``sr_models.metrics`` (Y channel of ITU-R BT.601 on
-uint8-rounded images, ``crop_border`` pixels cropped, PSNR with data range 255, SSIM of
-Wang et al. with an 11x11 Gaussian window, sigma 1.5, "valid" region), so results equal
-those of the rest of the toolkit. See README.md beside this file.
+Load it offline by path: ``evaluate.load("evaluate_modules/sr_metrics")`` in the project's
+checkout, or the copy an installed wheel ships in ``sr_models/sr_metrics`` (README.md beside
+this file shows how). It is a thin wrapper: every number comes from ``sr_models.metrics``
+(Y channel of ITU-R BT.601 on uint8-rounded images, ``crop_border`` pixels cropped, PSNR
+with data range 255, SSIM of Wang et al. with an 11x11 Gaussian window, sigma 1.5, "valid"
+region), so results equal those of the rest of the toolkit.
 """
-
-import logging
-import os
-import sys
 
 import datasets
 import evaluate
 import numpy as np
 
-logger = logging.getLogger(__name__)
-
-
-def _find_project_root():
-    """Nearest folder at or above the working directory that holds sr_models/metrics.py."""
-    path = os.path.abspath(os.getcwd())
-    while True:
-        if os.path.isfile(os.path.join(path, "sr_models", "metrics.py")):
-            return path
-        parent = os.path.dirname(path)
-        if parent == path:
-            return None
-        path = parent
-
-
-# evaluate copies this script into its module cache before importing it, so the project
-# cannot be found relative to __file__. Use the installed package if there is one, else
-# the project the working directory is in. (The import is indented on purpose: evaluate
-# scans top-level imports and would refuse to load if sr_models is not installed.)
-try:
-    from sr_models import metrics as srm
-except ImportError:
-    _root = _find_project_root()
-    if _root is None:
-        raise ImportError(
-            "sr_metrics needs the sr_models package: install the project (pip install -e .) "
-            "or run from inside its checkout"
-        ) from None
-    logger.info("sr_models is not installed; importing it from %s", _root)
-    sys.path.insert(0, _root)
-    from sr_models import metrics as srm
+# evaluate checks that this import resolves before it loads the module, and names the
+# missing package otherwise: install the project with its extra (`pip install ".[evaluate]"`).
+from sr_models import metrics as srm
 
 
 _DESCRIPTION = """\
