@@ -45,7 +45,9 @@ def usage_error(script, argv, capsys) -> str:
     (hat_script, ["--resume_from_checkpoint", "/no/checkpoint-5"], "no such folder"),
     (hat_script, ["--ema_decay", "1"], "--ema_decay must be in [0, 1)"),
     (espcn_script, ["--data_license", "CC BY 4.0"], "not a Hub licence id"),
-    (espcn_script, ["--data_license", "other"], "--data_license other needs --data_license_link"),
+    (espcn_script, ["--data_license", "other"], "--data_license other needs --data_license_name"),
+    (espcn_script, ["--data_license", "other", "--data_license_link", "https://e.com"], "needs --data_license_name"),
+    (espcn_script, ["--data_license_name", "mine"], "--data_license_name needs --data_license"),
     (espcn_script, ["--data_license_link", "https://example.com/terms"], "--data_license_link needs --data_license"),
 ])
 def test_argument_mistakes_get_argparse_errors(script, argv, message, capsys):
@@ -66,8 +68,10 @@ def test_defaults_follow_the_official_recipes():
 
 
 def test_the_data_licence_is_a_flag():
-    args = espcn_script.parse_args(["--data_license", "other", "--data_license_link", "https://example.com/terms"])
-    assert (args.data_license, args.data_license_link) == ("other", "https://example.com/terms")
+    args = espcn_script.parse_args(["--data_license", "other", "--data_license_link", "https://example.com/terms",
+                                    "--data_license_name", "my-terms"])
+    assert (args.data_license, args.data_license_link, args.data_license_name) == (
+        "other", "https://example.com/terms", "my-terms")
     assert espcn_script.parse_args(["--data_license", "cc-by-4.0"]).data_license == "cc-by-4.0"
 
 

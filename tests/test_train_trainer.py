@@ -238,6 +238,17 @@ def test_the_card_carries_the_data_licence_given_and_says_unknown_otherwise(imag
     assert card["license"] == "unknown" and "was not given" in card["licence_note"]
 
 
+def test_a_run_under_licence_other_names_and_links_it_on_the_card(images, tmp_path, make_trainer):
+    """'other' needs a name and a link on the Hub: the run ends with a card that has both
+    (it used to fail when the card was rendered, after the whole run)."""
+    out = run_in_process(make_trainer, images, tmp_path / "other", "--data_license", "other",
+                         "--data_license_name", "faces-research-only", "--data_license_link", "https://example.com/t")
+    front_matter = (out / "README.md").read_text().split("---")[1]
+    assert "license: other" in front_matter and "license_name: faces-research-only" in front_matter
+    assert "license_link: https://example.com/t" in front_matter
+    assert "Apache" not in json.loads((out / "model_card.json").read_text())["licence_note"]
+
+
 def test_push_to_hub_publishes_the_model_files_without_checkpoints(images, tmp_path, make_trainer, recording_api):
     """--push_to_hub at the end of a run, with the Hub mocked at HfApi."""
     out = run_in_process(make_trainer, images, tmp_path / "out", "--push_to_hub", "--hub_model_id", "me/espcn-ffhq",

@@ -84,6 +84,9 @@ def _data_group(parser: argparse.ArgumentParser) -> None:
                         "dataset card's 'license', or the one declared for the default dataset; else 'unknown')")
     g.add_argument("--data_license_link", default=None,
                    help="URL of the data's licence text (needed with --data_license other)")
+    g.add_argument("--data_license_name", default=None,
+                   help="a short slug naming the licence (needed with --data_license other), e.g. "
+                        "celeba-hq-non-commercial-research")
     g.add_argument("--max_train_samples", type=_positive_int, default=None,
                    help="train on the first N images only (the study's HAT run used 10)")
     g.add_argument("--max_eval_samples", type=_non_negative_int, default=100,
@@ -192,10 +195,12 @@ def _check_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     for flag in ("train_data_dir", "validation_data_dir"):
         if getattr(args, flag) and not Path(getattr(args, flag)).is_dir():
             parser.error(f"--{flag} {getattr(args, flag)}: no such folder")
-    if args.data_license_link and not args.data_license:
-        parser.error("--data_license_link needs --data_license (the licence id the link explains)")
-    if args.data_license == "other" and not args.data_license_link:
-        parser.error("--data_license other needs --data_license_link URL (the Hub shows the link as the licence)")
+    for flag in ("data_license_link", "data_license_name"):
+        if getattr(args, flag) and not args.data_license:
+            parser.error(f"--{flag} needs --data_license (the licence id it explains)")
+    if args.data_license == "other" and not (args.data_license_link and args.data_license_name):
+        parser.error("--data_license other needs --data_license_name SLUG and --data_license_link URL "
+                     "(the Hub shows them as the licence)")
 
 
 def _check_optimisation(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

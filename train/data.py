@@ -67,6 +67,8 @@ class DataTerms:
     license: str = "unknown"
     license_link: str | None = None
     faces: bool = False
+    #: The licence's slug when ``license`` is "other" (the Hub needs a name and a link then).
+    license_name: str | None = None
     source: str = "not given"
 
 
@@ -147,12 +149,13 @@ def image_files(folder: str | os.PathLike, what: str = "--train_data_dir") -> li
     return files
 
 
-def data_terms(*, license: str | None, license_link: str | None, dataset_name: str | None) -> DataTerms:
+def data_terms(*, license: str | None, license_link: str | None, dataset_name: str | None,
+               license_name: str | None = None) -> DataTerms:
     """The training data's terms: --data_license if given, else what is declared for the
     default dataset, else the dataset card's ``license`` / ``license_link``, else unknown."""
     faces = dataset_name == DEFAULT_DATASET
     if license is not None:
-        return DataTerms(license, license_link, faces=faces, source="--data_license")
+        return DataTerms(license, license_link, faces=faces, source="--data_license", license_name=license_name)
     if faces:
         return DEFAULT_DATASET_TERMS
     card = _dataset_card(dataset_name) if dataset_name else None

@@ -141,14 +141,14 @@ def training_facts(args, accelerator, model, state: RunState, *, data: dict, ter
 
 
 def licence_note(terms: DataTerms, train_source: str) -> str:
-    """The card's licence paragraph: the code's licence, and the terms of the weights' data."""
+    """The card's licence paragraph: the terms of the data the weights were trained on."""
     if terms.license == "unknown":
-        return (f"Code: Apache-2.0. The weights were trained on {train_source}, whose licence was not given "
+        return (f"The weights were trained on {train_source}, whose licence was not given "
                 "(--data_license); check that data's licence before using them.")
     link = f" ({terms.license_link})" if terms.license_link else ""
     # Creative Commons ids say "nc" for non-commercial (cc-by-nc-4.0, cc-by-nc-sa-4.0).
     non_commercial = " Non-commercial use only." if terms.license.startswith("cc-") and "-nc" in terms.license else ""
-    return (f"Code: Apache-2.0. The weights were trained on {train_source}, licensed {terms.license}{link}; "
+    return (f"The weights were trained on {train_source}, licensed {terms.license}{link}; "
             f"they are published under the same terms.{non_commercial}")
 
 
@@ -178,6 +178,7 @@ def card_info(args, metrics: dict, facts: dict, terms: DataTerms) -> CardInfo:
                     datasets=[hub_dataset] if hub_dataset else [],
                     base_model=pretrained if pretrained and not Path(pretrained).exists() else None,
                     repo_id=args.hub_model_id, license=terms.license, license_link=terms.license_link,
+                    license_name=terms.license_name,
                     licence_note=licence_note(terms, d["train_source"]), faces=terms.faces)
 
 

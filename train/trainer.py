@@ -235,7 +235,7 @@ class Trainer:
             shuffle_buffer_size=args.shuffle_buffer_size, rank=acc.process_index, world_size=acc.num_processes,
         )
         self.terms = data.data_terms(license=args.data_license, license_link=args.data_license_link,
-                                     dataset_name=args.dataset_name)
+                                     license_name=args.data_license_name, dataset_name=args.dataset_name)
         # A plain copy, made before prepare() wraps the model: validation and the final save
         # run it in float32, with the EMA weights when there are any.
         self.eval_model = copy.deepcopy(model).to(acc.device).eval() if acc.is_main_process else None
