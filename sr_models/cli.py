@@ -290,8 +290,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"scale:        x{model.scale}")
     print(f"parameters:   {model.num_parameters:,} ({model.num_parameters / 1e6:.2f} M)")
     print(f"pad multiple: {model.pad_multiple}")
+    print(f"format:       {_portability(model)}")
     print("config:       " + json.dumps(model.config, sort_keys=True))
     return 0
+
+
+def _portability(model) -> str:
+    """Whether other tools can run these weights (the card says the same)."""
+    if type(model).__name__ != "HAT":
+        return "sr-models"
+    if model.config.get("global_residual"):
+        return ("official HAT layout, but needs sr-models: global_residual=True is not in the official forward "
+                "(tools that read official HAT files load it and give a wrong image)")
+    return "official HAT layout and forward (opens in tools that read official HAT checkpoints)"
 
 
 def cmd_convert_hat(args: argparse.Namespace) -> int:

@@ -98,6 +98,14 @@ def test_info_says_whether_the_weights_are_trained(model_dir, capsys):
     assert "weights:      pretrained (bundled weights/" in capsys.readouterr().out
 
 
+def test_info_says_plainly_when_hat_weights_need_sr_models(capsys):
+    """global_residual is not in the official forward: other tools would give a wrong image."""
+    assert main(["info", "hat-tiny"]) == 0
+    assert "format:       official HAT layout and forward" in capsys.readouterr().out
+    assert main(["info", "hat-faces"]) == 0  # bundled: trained with global_residual
+    assert "needs sr-models: global_residual=True" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("config", ["[1, 2]", "null", '{"architecture": "ESPCN", "upscale": 4.0}', "{not json"])
 def test_info_on_a_bad_config_is_one_line_with_exit_code_2(model_dir, config, capsys):
     (Path(model_dir) / "config.json").write_text(config)

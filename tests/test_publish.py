@@ -105,6 +105,15 @@ def test_licence_other_without_its_name_and_link_is_refused_before_anything_is_w
     assert (tmp_path / "model.safetensors").is_file()  # the card fails, the weights are kept
 
 
+def test_the_hat_card_says_plainly_when_the_weights_need_sr_models():
+    """With global_residual the official forward gives a wrong image: the card must not
+    claim that official-HAT tools can run the weights; without it, it may."""
+    portable = str(render_model_card(HAT.from_preset("hat-tiny")))
+    assert "also open in tools that read official HAT checkpoints" in portable
+    ours = str(render_model_card(HAT.from_preset("hat-tiny", global_residual=True)))
+    assert "these weights need\nsr-models" in ours and "also open in tools" not in ours
+
+
 def test_a_card_without_a_stated_licence_claims_none():
     card = ESPCN.from_preset("espcn-tiny").generate_model_card()
     assert "license" not in front_matter(str(card)) and "apache" not in str(card).lower()
