@@ -197,7 +197,7 @@ class CacheSweeper:
     def sweep(self, max_age_s: float) -> int:
         """Delete the cached files older than ``max_age_s`` (and their emptied folders)."""
         keep = set().union(*(getattr(block, "keep_in_cache", set()) for block in self.blocks.blocks.values()))
-        cache_root = os.path.realpath(self.blocks.GRADIO_CACHE)
+        cache_roots = {self.blocks.GRADIO_CACHE, os.path.realpath(self.blocks.GRADIO_CACHE)}
         cutoff, removed = time.time() - max_age_s, 0
         for files in self.blocks.temp_file_sets:
             for path in files.copy() - keep:
@@ -207,8 +207,8 @@ class CacheSweeper:
                     os.remove(path)
                     removed += 1
                 files.discard(path)
-                folder = os.path.dirname(os.path.realpath(path))
-                if folder != cache_root:  # Gradio's folder per content hash
+                folder = os.path.dirname(path)
+                if folder not in cache_roots:  # Gradio's folder per content hash
                     with contextlib.suppress(OSError):
                         os.rmdir(folder)
         return removed

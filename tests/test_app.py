@@ -312,14 +312,15 @@ def test_cache_sweeper_survives_requests_adding_files_while_it_runs(app_module, 
     """Gradio's own delete_cache sweep dies here ("Set changed size during iteration")."""
     with gr.Blocks() as blocks:
         pass
-    blocks.upload_file_set.update(str(tmp_path / f"gone{i}.png") for i in range(20_000))
+    blocks.upload_file_set.update(str(tmp_path / f"gone{i}.png") for i in range(5_000))
     stop = threading.Event()
 
     def add_uploads():
-        i = 0
-        while not stop.is_set():
+        # Bounded: every path added here is also swept again by the exit hook.
+        for i in range(20_000):
+            if stop.is_set():
+                return
             blocks.upload_file_set.add(str(tmp_path / f"new{i}.png"))
-            i += 1
 
     adder = threading.Thread(target=add_uploads)
     adder.start()
