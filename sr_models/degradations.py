@@ -45,14 +45,42 @@ KERNEL_SIZES = tuple(range(7, 22, 2))
 POISSON_LEVELS = 256.0
 
 
-@dataclass(frozen=True)
-class DegradationConfig:
-    """Parameter ranges of the degradation, JSON-serialisable (``to_dict`` /
-    ``from_dict``). ``(low, high)`` pairs are sampled uniformly; ``*_prob`` fields are
-    probabilities; noise sigmas are in 8-bit levels (0-255). Field suffix ``2`` is the
-    second stage of the order-2 model. Defaults: Real-ESRGAN's training options."""
+def _check_keys(values, cls, prefix: str) -> None:
+    if not isinstance(values, dict):
+        raise ValueError(f"degradation config {prefix or 'root'}: expected a JSON object, got {type(values).__name__}")
+    unknown = sorted(set(values) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown degradation config fields {[prefix + k for k in unknown]}")
 
-    second_order_prob: float = 1.0
+
+def _check_field(name: str, value) -> None:
+    def fail(rule: str):
+        raise ValueError(f"degradation config {name}={value!r}: {rule}")
+
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    if name.endswith("_prob"):
+        if not number(value) or not 0 <= value <= 1:
+            fail("expected a probability in [0, 1]")
+    elif name in ("kernel_probs", "resize_probs"):
+        expected = len(KERNEL_TYPES) if name == "kernel_probs" else 3
+        if len(value) != expected or not all(number(p) and p >= 0 for p in value) or sum(value) <= 0:
+            fail(f"expected {expected} non-negative weights that do not all vanish")
+    else:
+        if len(value) != 2 or not all(number(x) and x >= 0 for x in value) or value[0] > value[1]:
+            fail("expected a (low, high) pair with 0 <= low <= high")
+        if name == "jpeg_quality" and not (1 <= value[0] and value[1] <= 100):
+            fail("JPEG quality must lie in 1..100")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Parameter ranges of one degradation stage. ``(low, high)`` pairs are sampled
+    uniformly, ``*_prob`` fields are probabilities, noise sigmas are in 8-bit levels.
+    Defaults: the first stage of Real-ESRGAN's training options."""
+
+    blur_prob: float = 1.0
     kernel_probs: tuple = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)  # one per KERNEL_TYPES
     blur_sigma: tuple = (0.2, 3.0)
     betag: tuple = (0.5, 4.0)
@@ -65,17 +93,6 @@ class DegradationConfig:
     poisson_scale: tuple = (0.05, 3.0)
     gray_noise_prob: float = 0.4
     jpeg_quality: tuple = (30, 95)
-    second_blur_prob: float = 0.8
-    blur_sigma2: tuple = (0.2, 1.5)
-    sinc_prob2: float = 0.1
-    resize_probs2: tuple = (0.3, 0.4, 0.3)
-    resize_range2: tuple = (0.3, 1.2)
-    gaussian_noise_prob2: float = 0.5
-    noise_sigma2: tuple = (1.0, 25.0)
-    poisson_scale2: tuple = (0.05, 2.5)
-    gray_noise_prob2: float = 0.4
-    jpeg_quality2: tuple = (30, 95)
-    final_sinc_prob: float = 0.8
 
     def __post_init__(self):
         for f in fields(self):
@@ -84,48 +101,55 @@ class DegradationConfig:
                 object.__setattr__(self, f.name, value := tuple(value))
             _check_field(f.name, value)
 
+
+#: Real-ESRGAN's second stage: milder blur (applied with probability 0.8), resize and noise.
+SECOND_STAGE = Stage(blur_prob=0.8, blur_sigma=(0.2, 1.5), resize_probs=(0.3, 0.4, 0.3), resize_range=(0.3, 1.2),
+                     noise_sigma=(1.0, 25.0), poisson_scale=(0.05, 2.5))
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """The whole degradation: ``first`` stage (order 1 uses only its blur, noise and JPEG),
+    ``second`` stage and ``final_sinc_prob`` of the order-2 model, chosen per image with
+    ``second_order_prob``. JSON-serialisable (``to_dict`` / ``from_dict``; a stage given
+    as a partial dict keeps the defaults of the fields it omits)."""
+
+    second_order_prob: float = 1.0
+    first: Stage = Stage()
+    second: Stage = SECOND_STAGE
+    final_sinc_prob: float = 0.8
+
+    def __post_init__(self):
+        for name in ("second_order_prob", "final_sinc_prob"):
+            _check_field(name, getattr(self, name))
+        for name in ("first", "second"):
+            if not isinstance(getattr(self, name), Stage):
+                raise ValueError(f"degradation config {name}: expected a Stage, got {type(getattr(self, name)).__name__}")
+
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        def plain(value):
+            return list(value) if isinstance(value, tuple) else value
+        return {k: ({kk: plain(vv) for kk, vv in v.items()} if isinstance(v, dict) else v)
+                for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict) -> DegradationConfig:
-        if not isinstance(values, dict):
-            raise ValueError(f"a degradation config is a JSON object, got {type(values).__name__}")
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown degradation config fields {unknown}")
-        return cls(**values)
-
-
-def _check_field(name: str, value) -> None:
-    def fail(rule: str):
-        raise ValueError(f"degradation config {name}={value!r}: {rule}")
-
-    def number(x) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-    if name.endswith("_prob") or name.endswith("_prob2"):
-        if not number(value) or not 0 <= value <= 1:
-            fail("expected a probability in [0, 1]")
-    elif name in ("kernel_probs", "resize_probs", "resize_probs2"):
-        expected = len(KERNEL_TYPES) if name == "kernel_probs" else 3
-        if len(value) != expected or not all(number(p) and p >= 0 for p in value) or sum(value) <= 0:
-            fail(f"expected {expected} non-negative weights that do not all vanish")
-    else:
-        if len(value) != 2 or not all(number(x) and x >= 0 for x in value) or value[0] > value[1]:
-            fail("expected a (low, high) pair with 0 <= low <= high")
-        if name.startswith("jpeg_quality") and not (1 <= value[0] and value[1] <= 100):
-            fail("JPEG quality must lie in 1..100")
+        _check_keys(values, cls, "")
+        stages = {}
+        for name, default in (("first", Stage()), ("second", SECOND_STAGE)):
+            if name in values:
+                _check_keys(values[name], Stage, f"{name}.")
+                stages[name] = Stage(**{**asdict(default), **values[name]})
+        return cls(**{**values, **stages})
 
 
 #: Named configurations: Real-ESRGAN's training ranges, and the fixed, milder benchmark
 #: of this project (order 1 only; moderate blur, noise and JPEG inside the first-order ranges).
 PRESETS: dict[str, DegradationConfig] = {
     "realesrgan": DegradationConfig(),
-    "moderate": DegradationConfig(
-        second_order_prob=0.0, kernel_probs=(0.6, 0.4, 0, 0, 0, 0), blur_sigma=(0.4, 1.6), sinc_prob=0.0,
-        noise_sigma=(1.0, 10.0), poisson_scale=(0.05, 1.0), jpeg_quality=(60, 90),
-    ),
+    "moderate": DegradationConfig(second_order_prob=0.0, first=Stage(
+        kernel_probs=(0.6, 0.4, 0, 0, 0, 0), blur_sigma=(0.4, 1.6), sinc_prob=0.0,
+        noise_sigma=(1.0, 10.0), poisson_scale=(0.05, 1.0), jpeg_quality=(60, 90))),
 }
 
 
@@ -170,23 +194,23 @@ def sinc_kernel(size: int, cutoff: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
-def random_blur_kernel(rng: np.random.Generator, config: DegradationConfig, second: bool = False) -> np.ndarray:
+def random_blur_kernel(rng: np.random.Generator, stage: Stage) -> np.ndarray:
     """A kernel drawn as Real-ESRGAN does: a sinc with probability ``sinc_prob``, else one
-    of KERNEL_TYPES with ``kernel_probs``, sigma in ``blur_sigma`` (``*2`` for stage 2)."""
+    of KERNEL_TYPES with ``kernel_probs``, sigma in ``blur_sigma``."""
     size = int(rng.choice(KERNEL_SIZES))
-    if rng.random() < (config.sinc_prob2 if second else config.sinc_prob):
+    if rng.random() < stage.sinc_prob:
         return sinc_kernel(size, _sinc_cutoff(rng, size))
-    probs = np.asarray(config.kernel_probs, dtype=np.float64)
+    probs = np.asarray(stage.kernel_probs, dtype=np.float64)
     kind = KERNEL_TYPES[int(rng.choice(len(KERNEL_TYPES), p=probs / probs.sum()))]
-    low, high = config.blur_sigma2 if second else config.blur_sigma
+    low, high = stage.blur_sigma
     sigma_x = rng.uniform(low, high)
     isotropic = "aniso" not in kind
     sigma_y, theta = (sigma_x, 0.0) if isotropic else (rng.uniform(low, high), rng.uniform(-math.pi, math.pi))
     sigma_x, sigma_y = max(sigma_x, 1e-3), max(sigma_y, 1e-3)  # a zero sigma is a delta kernel
     if kind.startswith("generalized"):
-        return anisotropic_kernel(size, sigma_x, sigma_y, theta, shape="generalized", beta=_beta(rng, config.betag))
+        return anisotropic_kernel(size, sigma_x, sigma_y, theta, shape="generalized", beta=_beta(rng, stage.betag))
     if kind.startswith("plateau"):
-        return anisotropic_kernel(size, sigma_x, sigma_y, theta, shape="plateau", beta=rng.uniform(*config.betap))
+        return anisotropic_kernel(size, sigma_x, sigma_y, theta, shape="plateau", beta=rng.uniform(*stage.betap))
     return anisotropic_kernel(size, sigma_x, sigma_y, theta)
 
 
@@ -271,30 +295,26 @@ def degrade_realistic(hr: Image.Image, scale: int, config: DegradationConfig | s
     rng = np.random.default_rng([int(seed), int(index)])
     img = to_tensor(hr)
     if rng.random() < config.second_order_prob:
-        img = _second_order(img, lr_size, rng, config)
-    else:
-        img = blur(img, random_blur_kernel(rng, config))
-        img = resize(img, lr_size, _mode(rng)).clamp(0, 1)
-        img = _noise(img, rng, config, second=False)
-        img = jpeg(img, rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
-    return to_pil(img)
+        return to_pil(_second_order(img, lr_size, rng, config))
+    first = config.first
+    img = _blur(img, rng, first)
+    img = _noise(resize(img, lr_size, _mode(rng)).clamp(0, 1), rng, first)
+    return to_pil(jpeg(img, _quality(rng, first)))
 
 
-def _second_order(img, lr_size, rng, config: DegradationConfig) -> torch.Tensor:
-    img = blur(img, random_blur_kernel(rng, config))
-    img = resize(img, _random_size(img.shape[-2:], rng, config.resize_probs, config.resize_range), _mode(rng))
-    img = _noise(img.clamp(0, 1), rng, config, second=False)
-    img = jpeg(img, rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
-    if rng.random() < config.second_blur_prob:
-        img = blur(img, random_blur_kernel(rng, config, second=True))
-    # Stage 2 resizes relative to the final LR size (Real-ESRGAN's second resize).
-    img = resize(img, _random_size(lr_size, rng, config.resize_probs2, config.resize_range2), _mode(rng))
-    img = _noise(img.clamp(0, 1), rng, config, second=True)
-    quality = rng.integers(config.jpeg_quality2[0], config.jpeg_quality2[1] + 1)
-    sinc = sinc_kernel(size := int(rng.choice(KERNEL_SIZES)), _sinc_cutoff(rng, size)) \
-        if rng.random() < config.final_sinc_prob else None
-    resize_first = rng.random() < 0.5
-    mode = _mode(rng)
+def _second_order(img: torch.Tensor, lr_size: tuple[int, int], rng, config: DegradationConfig) -> torch.Tensor:
+    first, second = config.first, config.second
+    img = _blur(img, rng, first)
+    img = resize(img, _random_size(img.shape[-2:], rng, first), _mode(rng))
+    img = jpeg(_noise(img.clamp(0, 1), rng, first), _quality(rng, first))
+    img = _blur(img, rng, second)
+    # The second resize is relative to the final LR size (Real-ESRGAN's second stage).
+    img = _noise(resize(img, _random_size(lr_size, rng, second), _mode(rng)).clamp(0, 1), rng, second)
+    quality = _quality(rng, second)
+    size = int(rng.choice(KERNEL_SIZES))
+    sinc = sinc_kernel(size, _sinc_cutoff(rng, size)) if rng.random() < config.final_sinc_prob else None
+    resize_first, mode = rng.random() < 0.5, _mode(rng)
+    # Last: resize to the LR size with an optional sinc filter, and JPEG, in a random order.
     if not resize_first:
         img = jpeg(img, quality)
     img = resize(img, lr_size, mode)
@@ -303,21 +323,31 @@ def _second_order(img, lr_size, rng, config: DegradationConfig) -> torch.Tensor:
     return jpeg(img.clamp(0, 1), quality) if resize_first else img.clamp(0, 1)
 
 
-def _noise(img, rng, config: DegradationConfig, *, second: bool) -> torch.Tensor:
-    gaussian = rng.random() < (config.gaussian_noise_prob2 if second else config.gaussian_noise_prob)
-    gray = rng.random() < (config.gray_noise_prob2 if second else config.gray_noise_prob)
+def _blur(img: torch.Tensor, rng: np.random.Generator, stage: Stage) -> torch.Tensor:
+    return blur(img, random_blur_kernel(rng, stage)) if rng.random() < stage.blur_prob else img
+
+
+def _noise(img: torch.Tensor, rng: np.random.Generator, stage: Stage) -> torch.Tensor:
+    gaussian = rng.random() < stage.gaussian_noise_prob
+    gray = rng.random() < stage.gray_noise_prob
     if gaussian:
-        sigma = rng.uniform(*(config.noise_sigma2 if second else config.noise_sigma))
-        return add_noise(img, rng, gaussian=True, sigma=sigma, gray=gray).clamp(0, 1)
-    scale = rng.uniform(*(config.poisson_scale2 if second else config.poisson_scale))
-    return add_noise(img, rng, gaussian=False, poisson_scale=scale, gray=gray).clamp(0, 1)
+        noisy = add_noise(img, rng, gaussian=True, sigma=rng.uniform(*stage.noise_sigma), gray=gray)
+    else:
+        noisy = add_noise(img, rng, gaussian=False, poisson_scale=rng.uniform(*stage.poisson_scale), gray=gray)
+    return noisy.clamp(0, 1)
 
 
-def _random_size(size, rng, probs: tuple, factor_range: tuple) -> tuple[int, int]:
-    """Up / down / keep with ``probs``; the factor is uniform in [1, high] or [low, 1]."""
-    p = np.asarray(probs, dtype=np.float64)
+def _quality(rng: np.random.Generator, stage: Stage) -> int:
+    return int(rng.integers(stage.jpeg_quality[0], stage.jpeg_quality[1] + 1))
+
+
+def _random_size(size, rng, stage: Stage) -> tuple[int, int]:
+    """Up / down / keep with ``resize_probs``; the factor is uniform in [1, high] or [low, 1]
+    of ``resize_range``."""
+    p = np.asarray(stage.resize_probs, dtype=np.float64)
     choice = int(rng.choice(3, p=p / p.sum()))
-    factor = (rng.uniform(1, factor_range[1]), rng.uniform(factor_range[0], 1), 1.0)[choice]
+    low, high = stage.resize_range
+    factor = (rng.uniform(1, high), rng.uniform(low, 1), 1.0)[choice]
     h, w = size
     return max(1, round(h * factor)), max(1, round(w * factor))
 

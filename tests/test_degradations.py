@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from sr_models.degradations import (
-    KERNEL_SIZES, PRESETS, DegradationConfig, add_noise, anisotropic_kernel, blur, degrade_realistic, jpeg,
+    KERNEL_SIZES, PRESETS, DegradationConfig, Stage, add_noise, anisotropic_kernel, blur, degrade_realistic, jpeg,
     random_blur_kernel, resize, sinc_kernel, to_pil, to_tensor,
 )
 
@@ -50,9 +50,9 @@ def test_sinc_kernel_sums_to_one_and_a_full_cutoff_is_nearly_a_delta():
 
 
 def test_random_kernels_are_normalised_with_odd_sizes():
-    config = DegradationConfig(sinc_prob=0.3)
+    stage = Stage(sinc_prob=0.3)
     for index in range(60):
-        kernel = random_blur_kernel(np.random.default_rng([3, index]), config)
+        kernel = random_blur_kernel(np.random.default_rng([3, index]), stage)
         assert kernel.shape[0] in KERNEL_SIZES and kernel.shape[0] == kernel.shape[1]
         assert kernel.sum() == pytest.approx(1.0, abs=1e-6)
         assert np.isfinite(kernel).all()
@@ -131,12 +131,15 @@ def test_config_round_trips_through_json_and_validates():
     config = PRESETS["moderate"]
     again = DegradationConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config
-    for bad in [{"sinc_prob": 1.5}, {"blur_sigma": [3, 1]}, {"jpeg_quality": [0, 90]},
-                {"kernel_probs": [1, 0]}, {"noise_sigma": [1, float("nan")]}]:
+    partial = DegradationConfig.from_dict({"second_order_prob": 0.5, "second": {"noise_sigma": [2, 3]}})
+    assert partial.second.noise_sigma == (2, 3) and partial.second.blur_prob == 0.8  # other defaults kept
+    for bad in [{"final_sinc_prob": 1.5}, {"first": {"blur_sigma": [3, 1]}}, {"second": {"jpeg_quality": [0, 90]}},
+                {"first": {"kernel_probs": [1, 0]}}, {"first": {"noise_sigma": [1, float("nan")]}}, {"first": [1]}]:
         with pytest.raises(ValueError, match="degradation config"):
             DegradationConfig.from_dict(bad)
-    with pytest.raises(ValueError, match="unknown degradation config fields"):
-        DegradationConfig.from_dict({"blur": 1})
+    for unknown in [{"blur": 1}, {"second": {"sigma": 1}}]:
+        with pytest.raises(ValueError, match="unknown degradation config fields"):
+            DegradationConfig.from_dict(unknown)
     with pytest.raises(ValueError, match="unknown degradation preset"):
         degrade_realistic(_photo(16, 16), 4, "heavy")
     with pytest.raises(ValueError, match="RGB PIL image"):
