@@ -36,6 +36,9 @@ logger = logging.getLogger("sr_models")
 PARTIAL_MARK = ".partial-"
 #: How many skipped non-image files a folder run names.
 SKIPPED_NAMES_SHOWN = 5
+#: LR choices of ``evaluate --degradation``: the protocol, then the presets of
+#: sr_models.degradations (named here so that --help imports no torch; a test keeps them equal).
+EVALUATION_DEGRADATIONS = ("bicubic", "moderate", "realesrgan")
 
 
 class CommandError(Exception):
@@ -264,9 +267,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_run_options(args, models.values())
     hr_size = args.hr_size or None  # 0 keeps the size
     bar = tqdm(total=len(hr_images), unit="img", disable=args.quiet)
-    result = evaluate(models, hr_images, scale=args.scale, hr_size=hr_size, tile=args.tile,
-                      tile_overlap=args.tile_overlap, device=args.device, dtype=args.dtype,
-                      on_image=lambda _: bar.update())
+    result = evaluate(models, hr_images, scale=args.scale, hr_size=hr_size, degradation=args.degradation,
+                      seed=args.seed, tile=args.tile, tile_overlap=args.tile_overlap, device=args.device,
+                      dtype=args.dtype, on_image=lambda _: bar.update())
     bar.close()
     print(f"x{args.scale}, {len(result.images)} images from {args.hr}" + (f" at {hr_size}px" if hr_size else ""))
     print(result.table())
@@ -422,6 +425,12 @@ def _add_evaluate(commands, parents) -> None:
     ev.add_argument("--hr-size", type=_non_negative_int, default=256, metavar="N",
                     help="HR side after centre crop and resize; 0 keeps the size (default: %(default)s)")
     ev.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="evaluate the first N images only")
+    ev.add_argument("--degradation", choices=EVALUATION_DEGRADATIONS, default="bicubic",
+                    help="how the LR inputs are made: bicubic = the protocol's PIL bicubic downscale; a realistic "
+                         "degradation preset (blur, noise, JPEG; sr_models.degradations) gives every image one "
+                         "fixed LR for a given --seed (default: %(default)s)")
+    ev.add_argument("--seed", type=_non_negative_int, default=0, metavar="N",
+                    help="seed of a realistic --degradation (default: %(default)s)")
     ev.add_argument("--output-dir", default="evaluation",
                     help="where results.json and results.csv go (default: %(default)s)")
     ev.set_defaults(func=cmd_evaluate)

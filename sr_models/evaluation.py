@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 from .constants import PROTOCOL
+from .degradations import PRESETS, DegradationConfig, degrade_realistic
 from .image_io import load_image, to_rgb
 from .metrics import bicubic_upscale, crop_to_multiple, degrade, psnr, ssim
 from .pipeline import upscale
@@ -62,6 +63,36 @@ def prepare_hr(image: Image.Image, scale: int, hr_size: int | None = None) -> Im
     return crop_to_multiple(image, scale)
 
 
+def resolve_degradation(degradation: str | DegradationConfig | None) -> tuple[str | None, DegradationConfig | None]:
+    """(name, config) of an evaluation's LR: None or "bicubic" is the protocol (None, None);
+    a PRESETS name gives its config; a DegradationConfig is named after the preset it
+    equals, else "custom"."""
+    if degradation is None or degradation == BICUBIC:
+        return None, None
+    if isinstance(degradation, DegradationConfig):
+        return next((name for name, config in PRESETS.items() if config == degradation), "custom"), degradation
+    if degradation not in PRESETS:
+        raise ValueError(f"unknown degradation {degradation!r}; choose {BICUBIC!r} (the protocol) "
+                         f"or one of {sorted(PRESETS)}")
+    return degradation, PRESETS[degradation]
+
+
+def make_lr(hr: Image.Image, scale: int, config: DegradationConfig | None = None, *, seed: int = 0,
+            index: int = 0) -> Image.Image:
+    """The LR input of one HR image: the protocol's PIL bicubic downscale (``config`` None),
+    or the realistic degradation drawn for (``seed``, ``index``): the same LR every time."""
+    if config is None:
+        return degrade(hr, scale)
+    return degrade_realistic(hr, scale, config, seed=seed, index=index)
+
+
+def describe_lr(degradation: str | None, seed: int | None) -> str:
+    """How the LR inputs of an evaluation were made, in words."""
+    if degradation is None:
+        return "PIL bicubic downscale (the protocol)"
+    return f"realistic degradation {degradation!r}, seed {seed} (sr_models.degradations)"
+
+
 def score_image(sr: Image.Image, hr: Image.Image, scale: int) -> dict[str, float]:
     """PSNR-Y and SSIM-Y of one output against its HR image under the protocol
     (border of ``scale`` pixels cropped): the one scorer of the CLI, the app and the study."""
@@ -90,10 +121,18 @@ class Evaluation:
     hr_size: int | None
     images: list[str]
     methods: dict[str, MethodResult]
+    #: None: the protocol's bicubic LR; else the realistic degradation's name, its
+    #: parameters and the seed its LR images were drawn with.
+    degradation: str | None = None
+    degradation_config: dict | None = None
+    seed: int | None = None
 
     def to_json(self) -> dict:
         return {
             "protocol": PROTOCOL,
+            "degradation": self.degradation,
+            "degradation_config": self.degradation_config,
+            "seed": self.seed,
             "scale": self.scale,
             "hr_size": self.hr_size,
             "images": self.images,
@@ -102,7 +141,7 @@ class Evaluation:
         }
 
     def table(self) -> str:
-        rows = [f"{'method':<28} {'PSNR-Y (dB)':>12} {'SSIM-Y':>8} {'s / image':>10}"]
+        rows = [f"LR: {describe_lr(self.degradation, self.seed)}", f"{'method':<28} {'PSNR-Y (dB)':>12} {'SSIM-Y':>8} {'s / image':>10}"]
         for name, m in self.methods.items():
             s = m.summary
             rows.append(f"{name:<28} {s['psnr']:>12.2f} {s['ssim']:>8.4f} {s['seconds_per_image']:>10.3f}")
@@ -129,41 +168,57 @@ def evaluate(
     *,
     scale: int = 4,
     hr_size: int | None = 256,
+    degradation: str | DegradationConfig | None = None,
+    seed: int = 0,
     on_image: Callable[[str], None] | None = None,
     **upscale_kwargs,
 ) -> Evaluation:
     """Degrade each HR image, run bicubic and every model, score all against the HR.
 
-    ``upscale_kwargs`` go to :func:`sr_models.upscale` (tile, device, dtype). Files that
-    cannot be read are skipped with a warning.
+    ``degradation``: None (or "bicubic") is the protocol's PIL bicubic downscale; a
+    PRESETS name ("moderate", "realesrgan") or a DegradationConfig gives the LR of image
+    ``i`` (its position in ``hr_images``, which find_images sorts) as
+    ``degrade_realistic(hr, scale, config, seed=seed, index=i)``: one fixed LR per image
+    for a given seed, so the scores are reproducible. ``upscale_kwargs`` go to
+    :func:`sr_models.upscale` (tile, device, dtype). Files that cannot be read are
+    skipped with a warning.
     """
     for name, model in models.items():
         if model.scale != scale:
             raise ValueError(f"model {name!r} is x{model.scale}, but the evaluation is x{scale}")
+    degradation_name, config = resolve_degradation(degradation)
     methods = {BICUBIC: MethodResult(BICUBIC), **{name: MethodResult(name) for name in models}}
     names: list[str] = []
-    for path in hr_images:
+    for index, path in enumerate(hr_images):
         try:
             hr = prepare_hr(load_image(path), scale, hr_size)
         except ValueError as err:  # ImageInputError and too-small images
             logger.warning("skipping %s: %s", path, err)
             continue
-        lr = degrade(hr, scale)
-        outputs = {}
-        start = time.perf_counter()
-        outputs[BICUBIC] = bicubic_upscale(lr, scale)
-        methods[BICUBIC].seconds.append(time.perf_counter() - start)
-        for name, model in models.items():
-            start = time.perf_counter()
-            outputs[name] = upscale(model, lr, **upscale_kwargs)
-            methods[name].seconds.append(time.perf_counter() - start)
-        for name, sr in outputs.items():
+        lr = make_lr(hr, scale, config, seed=seed, index=index)
+        for name, (sr, seconds) in _run_methods(models, lr, scale, upscale_kwargs).items():
             scores = score_image(sr, hr, scale)
             methods[name].psnr.append(scores["psnr"])
             methods[name].ssim.append(scores["ssim"])
+            methods[name].seconds.append(seconds)
         names.append(str(path))
         if on_image is not None:
             on_image(str(path))
     if not names:
         raise ValueError("no readable HR images to evaluate")
-    return Evaluation(scale, hr_size, names, methods)
+    return Evaluation(scale, hr_size, names, methods, degradation=degradation_name,
+                      degradation_config=config.to_dict() if config else None,
+                      seed=seed if config else None)
+
+
+def _run_methods(models: dict[str, nn.Module], lr: Image.Image, scale: int,
+                 upscale_kwargs: dict) -> dict[str, tuple[Image.Image, float]]:
+    """(output, seconds) of bicubic and of every model on one LR image."""
+    outputs = {}
+    start = time.perf_counter()
+    outputs[BICUBIC] = (bicubic_upscale(lr, scale), time.perf_counter() - start)
+    for name, model in models.items():
+        start = time.perf_counter()
+        sr = upscale(model, lr, **upscale_kwargs)
+        outputs[name] = (sr, time.perf_counter() - start)
+    return outputs

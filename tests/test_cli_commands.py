@@ -178,6 +178,35 @@ def test_evaluate_defaults_to_the_bundled_models(tmp_path, monkeypatch, capsys):
     assert asked == list(loading.DEFAULT_MODELS)
 
 
+def test_evaluate_under_a_seeded_realistic_degradation_records_it(tmp_path, model_dir, capsys):
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(hr / f"{i}.png")
+
+    def run(*options) -> dict:
+        out = tmp_path / "-".join(options or ("default",))
+        assert main(["-q", "evaluate", "--model", model_dir, "--hr", str(hr), "--scale", "2", "--hr-size", "0",
+                     "--output-dir", str(out), *options]) == 0
+        return json.loads((out / "results.json").read_text())
+
+    realistic = run("--degradation", "moderate", "--seed", "5")
+    assert "LR: realistic degradation 'moderate', seed 5" in capsys.readouterr().out
+    assert (realistic["degradation"], realistic["seed"]) == ("moderate", 5)
+    assert run("--degradation", "moderate", "--seed", "5")["summary"]["bicubic"]["psnr"] == \
+        realistic["summary"]["bicubic"]["psnr"]  # reproducible
+    default = run()
+    assert default["degradation"] is None and "(the protocol)" in capsys.readouterr().out
+    assert default["summary"]["bicubic"]["psnr"] != pytest.approx(realistic["summary"]["bicubic"]["psnr"], abs=0.01)
+
+
+def test_evaluate_offers_the_protocol_and_every_degradation_preset():
+    from sr_models.cli import EVALUATION_DEGRADATIONS
+    from sr_models.degradations import PRESETS
+
+    assert EVALUATION_DEGRADATIONS[0] == "bicubic" and set(EVALUATION_DEGRADATIONS[1:]) == set(PRESETS)
+
+
 def test_evaluate_refuses_a_model_of_another_scale(tmp_path, model_dir, capsys):
     (tmp_path / "hr").mkdir()
     Image.new("RGB", (64, 64)).save(tmp_path / "hr" / "x.png")

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from sr_models import ESPCN
+from sr_models.degradations import PRESETS, DegradationConfig
 from sr_models.evaluation import evaluate, find_images, prepare_hr, scan_folder, score_image
 
 
@@ -50,3 +51,61 @@ def test_evaluate_scores_every_method_with_the_one_scorer(tmp_path, caplog):
     assert result.methods["bicubic"].psnr == [pytest.approx(expected["psnr"], abs=1e-9)]
     assert result.methods["bicubic"].ssim == [pytest.approx(expected["ssim"], abs=1e-9)]
     assert set(result.methods) == {"bicubic", "tiny"}
+
+
+# --------------------------------------------------------------------------- realistic LR
+
+
+def _two_images(folder):
+    for i, size in enumerate([(48, 40), (40, 48)]):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(
+            folder / f"{i}.png")
+    return find_images(folder)
+
+
+def test_a_seeded_realistic_degradation_gives_the_same_scores_twice_and_another_seed_differs(tmp_path):
+    images = _two_images(tmp_path)
+    model = ESPCN.from_preset("espcn-tiny", upscale=2).eval()
+
+    def scores(**kwargs):
+        result = evaluate({"tiny": model}, images, scale=2, hr_size=32, degradation="moderate", **kwargs)
+        return [result.methods[name].psnr for name in ("bicubic", "tiny")]
+
+    first, again, other = scores(seed=3), scores(seed=3), scores(seed=4)
+    assert first == again  # the same LR images, the same computation
+    assert all(abs(a - b) > 1e-3 for a, b in zip(first[0], other[0]))
+    # image i gets the LR degrade_realistic draws for (seed, index i)
+    from sr_models.degradations import degrade_realistic
+    from sr_models.metrics import bicubic_upscale
+
+    hr = prepare_hr(Image.open(images[1]), 2, 32)
+    lr = degrade_realistic(hr, 2, "moderate", seed=3, index=1)
+    assert first[0][1] == pytest.approx(score_image(bicubic_upscale(lr, 2), hr, 2)["psnr"], abs=1e-9)
+
+
+def test_the_result_records_the_degradation_and_seed_and_the_table_says_it(tmp_path):
+    images = _two_images(tmp_path)
+    realistic = evaluate({}, images, scale=2, hr_size=32, degradation=PRESETS["moderate"], seed=7)
+    saved = realistic.to_json()
+    assert (saved["degradation"], saved["seed"]) == ("moderate", 7)  # a preset's config goes by its name
+    assert DegradationConfig.from_dict(saved["degradation_config"]) == PRESETS["moderate"]
+    assert "realistic degradation 'moderate', seed 7" in realistic.table().splitlines()[0]
+    custom = evaluate({}, images, scale=2, hr_size=32, degradation=DegradationConfig(second_order_prob=0.0))
+    assert custom.to_json()["degradation"] == "custom"
+
+
+def test_the_default_is_still_the_protocol(tmp_path):
+    images = _two_images(tmp_path)
+    default = evaluate({}, images, scale=2, hr_size=32)
+    from sr_models.metrics import bicubic_upscale, degrade
+
+    hr = prepare_hr(Image.open(images[0]), 2, 32)
+    assert default.methods["bicubic"].psnr[0] == pytest.approx(
+        score_image(bicubic_upscale(degrade(hr, 2), 2), hr, 2)["psnr"], abs=1e-9)
+    named = evaluate({}, images, scale=2, hr_size=32, degradation="bicubic")
+    assert named.methods["bicubic"].psnr == default.methods["bicubic"].psnr and named.degradation is None
+    saved = default.to_json()
+    assert (saved["degradation"], saved["seed"], saved["degradation_config"]) == (None, None, None)
+    assert "the protocol" in default.table().splitlines()[0]
+    with pytest.raises(ValueError, match="unknown degradation 'jpeg'.*'moderate'"):
+        evaluate({}, images, scale=2, degradation="jpeg")
