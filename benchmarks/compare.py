@@ -1,17 +1,26 @@
 """The study in one command: does the transformer beat the CNN, and at what cost?
 
 Quality (PSNR / SSIM by the protocol, mean and per image) of bicubic and every model on
-an HR folder; cost per model (parameters, FLOPs per LR megapixel, CPU latency at several
+one or more held-out HR sets, optionally also under a seeded realistic degradation beside
+the protocol; cost per model (parameters, FLOPs per LR megapixel, CPU latency at several
 LR sizes with the ratio to the first model measured in the same run, peak memory);
 training cost from the model cards; plots; a markdown report. Run from the project root:
 
     python -m benchmarks.compare --hr data/faces256/val                  # the bundled ESPCN and HAT
-    python -m benchmarks.compare --hr DIR --model espcn-faces --model user/other-hat --update-readme
+    python -m benchmarks.compare --hr celeba=data/faces256v2/val --hr studio=data/faces256v2/val_studio \
+        --degradation moderate --seed 0 --update-readme
+    python -m benchmarks.compare --hr DIR --model espcn-faces --model user/other-hat
+
+``--hr NAME=DIR`` names a set (plain ``--hr DIR`` is named after its folder); the first set
+is the main benchmark (its summary is plotted against latency, its crops are shown).
+``--degradation PRESET`` (sr_models.degradations) adds a quality table per set whose LR
+images are drawn with ``--seed``: one fixed LR per image, so the numbers are reproducible.
 
 Writes benchmarks/results/: compare.md, compare.json, psnr_vs_latency.png,
-per_image_psnr.png, crops.png. ``--update-readme`` also rewrites the blocks between
-``<!-- results:start -->`` and ``<!-- results:end -->``: the short quality table in
-README.md and the full report in docs/study.md.
+per_image_psnr_<table>.png per quality table, crops_<table>.png for the main set.
+``--update-readme`` also rewrites the blocks between ``<!-- results:start -->`` and
+``<!-- results:end -->``: the short quality table in README.md (one row per method, one
+column per table) and the full report in docs/study.md.
 """
 
 from __future__ import annotations
@@ -34,15 +43,58 @@ from benchmarks.machine import describe
 from benchmarks.memory import measure_in_child
 from sr_models import load_model, upscale, upscale_tensor
 from sr_models.constants import PROTOCOL
-from sr_models.evaluation import BICUBIC, evaluate, find_images, prepare_hr
+from sr_models.degradations import PRESETS
+from sr_models.evaluation import BICUBIC, describe_lr, evaluate, find_images, make_lr, prepare_hr, resolve_degradation
 from sr_models.loading import DEFAULT_MODELS
-from sr_models.metrics import bicubic_upscale, degrade
+from sr_models.metrics import bicubic_upscale
 from sr_models.pipeline import load_image
 
 RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
 README = PROJECT_ROOT / "README.md"
 STUDY = PROJECT_ROOT / "docs" / "study.md"
-PLOTS = {"psnr_vs_latency": "psnr_vs_latency.png", "per_image": "per_image_psnr.png", "crops": "crops.png"}
+PSNR_VS_LATENCY = "psnr_vs_latency.png"
+#: Widest per-image plot (inches) and the most images whose names label its axis.
+PER_IMAGE_MAX_WIDTH, PER_IMAGE_MAX_LABELS = 20, 30
+
+
+# --------------------------------------------------------------------------- quality
+
+
+def named_folder(value: str) -> tuple[str, Path]:
+    """``NAME=DIR`` (NAME a word: letters, digits, ``_.-``) or a plain ``DIR``, named
+    after its folder: the argparse type of --hr (and of scripts.finalize --held-out)."""
+    name, sep, folder = value.partition("=")
+    if sep and re.fullmatch(r"[\w.-]+", name):
+        if not folder:
+            raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {value!r} (no folder)")
+        return name, Path(folder)
+    return Path(value).resolve().name, Path(value)
+
+
+def score_sets(models: dict, sets: list[tuple[str, Path]], *, degradations: list[str | None], seed: int = 0,
+               scale: int = 4, hr_size: int | None = 256, limit: int | None = None) -> list[dict]:
+    """One quality table per (set, degradation), set by set: each is ``Evaluation.to_json()``
+    (summary, per image, degradation, seed) with the set's ``name`` and ``hr_dir``.
+    ``degradations``: None for the protocol, or PRESETS names."""
+    names = [name for name, _ in sets]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"compare: two sets share a name in {names}; name them with NAME=DIR")
+    tables = []
+    for name, folder in sets:
+        hr_paths = find_images(folder)[:limit]
+        if not hr_paths:
+            raise SystemExit(f"compare: no images in {folder}")
+        for degradation in degradations:
+            result = evaluate(models, hr_paths, scale=scale, hr_size=hr_size, degradation=degradation, seed=seed,
+                              device="cpu")
+            tables.append({"name": name, "hr_dir": str(folder), **result.to_json()})
+    return tables
+
+
+def table_key(table: dict) -> str:
+    """A file-name-safe key of a quality table: the set's name, plus the degradation."""
+    key = table["name"] if table["degradation"] is None else f"{table['name']}_{table['degradation']}"
+    return re.sub(r"[^\w.-]+", "-", key)
 
 
 # --------------------------------------------------------------------------- cost
@@ -128,10 +180,13 @@ def plot_per_image(per_image: dict, images: list[str], path: Path) -> None:
     names = list(per_image)
     x = np.arange(len(images))
     width = 0.8 / len(names)
-    fig, ax = plt.subplots(figsize=(max(6, len(images) * 0.9), 4))
+    fig, ax = plt.subplots(figsize=(min(max(6, len(images) * 0.9), PER_IMAGE_MAX_WIDTH), 4))
     for i, name in enumerate(names):
         ax.bar(x + i * width, per_image[name]["psnr"], width, label=name)
-    ax.set_xticks(x + 0.4 - width / 2, [Path(p).stem for p in images], rotation=45, ha="right", fontsize=7)
+    if len(images) <= PER_IMAGE_MAX_LABELS:
+        ax.set_xticks(x + 0.4 - width / 2, [Path(p).stem for p in images], rotation=45, ha="right", fontsize=7)
+    else:  # too many names to read: the images in their sorted order
+        ax.set_xlabel(f"image (1 to {len(images)}, sorted by file name)")
     ax.set_ylabel("PSNR-Y (dB)")
     low = min(min(v["psnr"]) for v in per_image.values())
     ax.set_ylim(low - 1, None)
@@ -141,14 +196,16 @@ def plot_per_image(per_image: dict, images: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def crop_grid(models: dict, hr_paths: list[Path], scale: int, hr_size: int | None, path: Path,
-              crop: int = 96, rows: int = 3) -> None:
-    """Centre crops of LR (nearest) | bicubic | each model | HR, one row per image."""
+def crop_grid(models: dict, hr_paths: list[Path], scale: int, hr_size: int | None, path: Path, *,
+              degradation: str | None = None, seed: int = 0, crop: int = 96, rows: int = 3) -> None:
+    """Centre crops of LR (nearest) | bicubic | each model | HR, one row per image; the LR
+    made as the evaluation made it (``degradation``, ``seed``, the image's index)."""
+    _, config = resolve_degradation(degradation)
     tiles = []
-    for hr_path in hr_paths[:rows]:
+    for index, hr_path in enumerate(hr_paths[:rows]):
         hr = prepare_hr(load_image(hr_path), scale, hr_size)
         crop = min(crop, hr.width, hr.height)
-        lr = degrade(hr, scale)
+        lr = make_lr(hr, scale, config, seed=seed, index=index)
         outputs = [lr.resize(hr.size, Image.NEAREST), bicubic_upscale(lr, scale)]
         outputs += [upscale(m, lr) for m in models.values()] + [hr]
         left = (hr.width - crop) // 2 // scale * scale
@@ -159,6 +216,26 @@ def crop_grid(models: dict, hr_paths: list[Path], scale: int, hr_size: int | Non
         for c, tile in enumerate(row):
             grid.paste(tile, (c * crop, r * crop))
     grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(path)
+
+
+def per_image_file(table: dict) -> str:
+    return f"per_image_psnr_{table_key(table)}.png"
+
+
+def crops_file(table: dict, report: dict) -> str | None:
+    """The crops of the main (first) set's tables; None for the other sets."""
+    return f"crops_{table_key(table)}.png" if table["name"] == report["quality"][0]["name"] else None
+
+
+def write_plots(models: dict, report: dict, out: Path, limit: int | None) -> None:
+    """PSNR vs latency (main set, protocol), per-image PSNR of every table, crops of the main set."""
+    main = report["quality"][0]
+    plot_psnr_vs_latency(main["summary"], report["cost"], report["latency_sizes"][0], out / PSNR_VS_LATENCY)
+    for table in report["quality"]:
+        plot_per_image(table["per_image"], table["images"], out / per_image_file(table))
+        if crops_file(table, report):
+            crop_grid(models, find_images(table["hr_dir"])[:limit], report["scale"], report["hr_size"],
+                      out / crops_file(table, report), degradation=table["degradation"], seed=table["seed"] or 0)
 
 
 # --------------------------------------------------------------------------- report
@@ -203,25 +280,63 @@ def training_table(training: dict) -> list[str]:
     return lines
 
 
+def protocol_line(report: dict) -> str:
+    line = f"Protocol: {PROTOCOL}."
+    if any(t["degradation"] for t in report["quality"]):
+        line += (" Tables marked with a realistic degradation change only the LR: drawn by "
+                 "sr_models.degradations from the preset with the seed given, one fixed LR per image.")
+    return line
+
+
+def quality_section(table: dict, report: dict, plot) -> list[str]:
+    """One quality table with its heading, per-image plot and, for the main set, its crops."""
+    lines = [f"**Quality — {table['name']}**, LR: {describe_lr(table['degradation'], table['seed'])}. "
+             f"{len(table['images'])} held-out HR images from `{table['hr_dir']}`, x{report['scale']}, "
+             f"HR {report['hr_size'] or 'as is'}.", ""]
+    lines += quality_table(table["summary"])
+    lines += ["", f"![Per-image PSNR, {table['name']}]({plot(per_image_file(table))})"]
+    crops = crops_file(table, report)
+    if crops:
+        columns = " | ".join(["LR", BICUBIC, *report["cost"], "HR"])
+        lines += ["", f"![Crops, {table['name']}: {columns}]({plot(crops)})"]
+    return lines + [""]
+
+
 def markdown(report: dict, plots_dir: str = ".") -> str:
     """The full report; plots are linked as ``plots_dir/<file>`` (relative to the page)."""
-    def plot(key: str) -> str:
-        return PLOTS[key] if plots_dir == "." else f"{plots_dir}/{PLOTS[key]}"
+    def plot(name: str) -> str:
+        return name if plots_dir == "." else f"{plots_dir}/{name}"
 
-    lines = [f"**Quality** — {len(report['images'])} held-out HR images from `{report['hr_dir']}`, "
-             f"x{report['scale']}, HR {report['hr_size'] or 'as is'}. {PROTOCOL}.", ""]
-    lines += quality_table(report["summary"]) + [""] + cost_table(report) + [""]
-    lines += training_table(report["training"]) + [""]
-    lines += [f"![PSNR vs latency]({plot('psnr_vs_latency')})", "", f"![Per-image PSNR]({plot('per_image')})", "",
-              "![Crops: LR | bicubic | " + " | ".join(report["cost"]) + f" | HR]({plot('crops')})", ""]
+    lines = [protocol_line(report), ""]
+    for table in report["quality"]:
+        lines += quality_section(table, report, plot)
+    lines += cost_table(report) + [""] + training_table(report["training"]) + [""]
+    lines += [f"![PSNR vs latency, {report['quality'][0]['name']}]({plot(PSNR_VS_LATENCY)})", ""]
     return "\n".join(lines)
 
 
+def column_label(table: dict) -> str:
+    lr = "" if table["degradation"] is None else f", {table['degradation']} seed {table['seed']}"
+    return f"{table['name']}{lr} ({len(table['images'])})"
+
+
 def summary_markdown(report: dict, study_link: str) -> str:
-    """The README's short block: the quality table and one line that links the study."""
-    lines = quality_table(report["summary"])
-    lines += ["", f"x{report['scale']}, {len(report['images'])} held-out images, the evaluation protocol; cost, "
-                  f"training cost, per-image scores and plots: [{study_link}]({study_link})."]
+    """The README's short block: one row per method, one PSNR / SSIM column per quality
+    table, and one line that links the study."""
+    tables = report["quality"]
+    lines = ["| method | " + " | ".join(column_label(t) for t in tables) + " |", "|---" * (1 + len(tables)) + "|"]
+    for method in tables[0]["summary"]:
+        cells = []
+        for table in tables:
+            s, base = table["summary"][method], table["summary"][BICUBIC]["psnr"]
+            gain = "" if method == BICUBIC else f" ({s['psnr'] - base:+.2f})"
+            cells.append(f"{s['psnr']:.2f} / {s['ssim']:.4f}{gain}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    realistic = "; columns naming a degradation: realistic LR (sr_models.degradations)" \
+        if any(t["degradation"] for t in tables) else ""
+    lines += ["", f"PSNR-Y (dB) / SSIM-Y, gain over bicubic in brackets; x{report['scale']}, held-out images "
+                  f"(count in brackets), the evaluation protocol{realistic}. Cost, training cost, per-image "
+                  f"scores and plots: [{study_link}]({study_link})."]
     return "\n".join(lines)
 
 
@@ -252,24 +367,19 @@ def update_pages(report: dict, results_dir: Path, readme: Path = README, study: 
 
 def run(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
-    hr_paths = find_images(args.hr)[: args.limit]
-    if not hr_paths:
-        raise SystemExit(f"no images in {args.hr}")
     models = {name: load_model(name, scale=args.scale).eval() for name in args.model}
-    quality = evaluate(models, hr_paths, scale=args.scale, hr_size=args.hr_size, device="cpu")
+    quality = score_sets(models, args.hr, degradations=[None, *([args.degradation] if args.degradation else [])],
+                         seed=args.seed, scale=args.scale, hr_size=args.hr_size, limit=args.limit)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cost = costs(models, args.latency_sizes, args.repeats)
     report = {
-        "hr_dir": str(args.hr), "scale": args.scale, "hr_size": args.hr_size, "images": quality.images,
+        "scale": args.scale, "hr_size": args.hr_size, "quality": quality,
         "machine": describe(), "repeats": args.repeats, "latency_sizes": args.latency_sizes,
-        "summary": quality.to_json()["summary"], "per_image": quality.to_json()["per_image"],
-        "cost": cost, "training": {name: training_cost(m) for name, m in models.items()},
+        "cost": costs(models, args.latency_sizes, args.repeats),
+        "training": {name: training_cost(m) for name, m in models.items()},
     }
     (out / "compare.json").write_text(json.dumps(report, indent=2))
-    plot_psnr_vs_latency(report["summary"], cost, args.latency_sizes[0], out / PLOTS["psnr_vs_latency"])
-    plot_per_image(report["per_image"], quality.images, out / PLOTS["per_image"])
-    crop_grid(models, hr_paths, args.scale, args.hr_size, out / PLOTS["crops"])
+    write_plots(models, report, out, args.limit)
     text = markdown(report)
     (out / "compare.md").write_text(text)
     if args.update_readme:
@@ -280,12 +390,16 @@ def run(args: argparse.Namespace) -> dict:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hr", required=True, help="folder of HR images (e.g. the held-out faces)")
+    parser.add_argument("--hr", required=True, action="append", type=named_folder, metavar="[NAME=]DIR",
+                        help="a held-out set of HR images (repeatable; the first is the main benchmark)")
     parser.add_argument("--model", action="append", help="model name, folder or repo id (repeatable); "
                                                          f"default: {' '.join(DEFAULT_MODELS)}")
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--hr-size", type=int, default=256, help="HR side (centre crop + resize); 0 keeps it")
-    parser.add_argument("--limit", type=int, default=None, help="first N images only")
+    parser.add_argument("--limit", type=int, default=None, help="first N images of each set only")
+    parser.add_argument("--degradation", choices=sorted(PRESETS), default=None,
+                        help="also score every set with LR images from this realistic degradation preset")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --degradation's LR images (default: 0)")
     parser.add_argument("--latency-sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--output-dir", default=str(PROJECT_ROOT / "benchmarks" / "results"))

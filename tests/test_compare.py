@@ -18,15 +18,21 @@ def _page() -> str:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """One run of the study on two tiny models and three photographs, with --update-readme
-    pointed at a README.md and a docs/study.md in a temporary project."""
+    """One run of the study on two tiny models and two held-out sets (three photographs
+    named "photos", two noise images in a folder "more"), under the protocol and a seeded
+    realistic degradation, with --update-readme pointed at a README.md and a
+    docs/study.md in a temporary project."""
+    import numpy as np
     import skimage.data
 
     root = tmp_path_factory.mktemp("project")
-    hr = root / "hr"
+    hr, more = root / "hr", root / "more"
     hr.mkdir()
+    more.mkdir()
     for name in ("astronaut", "chelsea", "coffee"):
         Image.fromarray(getattr(skimage.data, name)()).save(hr / f"{name}.png")
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(more / f"{i}.png")
     ESPCN.from_preset("espcn-tiny").save_pretrained(root / "espcn")
     HAT.from_preset("hat-tiny").save_pretrained(root / "hat")
     (root / "docs").mkdir()
@@ -34,21 +40,24 @@ def study(tmp_path_factory):
     readme.write_text(_page())
     study_page.write_text(_page())
     args = compare.parse_args([
-        "--hr", str(hr), "--model", str(root / "espcn"), "--model", str(root / "hat"), "--hr-size", "64",
+        "--hr", f"photos={hr}", "--hr", str(more), "--model", str(root / "espcn"), "--model", str(root / "hat"),
+        "--hr-size", "64", "--degradation", "moderate", "--seed", "1",
         "--latency-sizes", "16", "32", "--repeats", "1", "--output-dir", str(root / "benchmarks" / "results"),
         "--update-readme", "--readme", str(readme), "--study", str(study_page)])
     report = compare.run(args)
     return {"root": root, "report": report, "out": root / "benchmarks" / "results", "readme": readme,
-            "study": study_page, "espcn": str(root / "espcn"), "hat": str(root / "hat")}
+            "study": study_page, "espcn": str(root / "espcn"), "hat": str(root / "hat"), "hr": hr}
+
+
+TABLES = ["photos", "photos_moderate", "more", "more_moderate"]
 
 
 def test_compare_writes_the_report_tables_and_plots(study):
     out, espcn, hat = study["out"], study["espcn"], study["hat"]
-    assert {p.name for p in out.iterdir()} == {"compare.md", "compare.json", "psnr_vs_latency.png",
-                                               "per_image_psnr.png", "crops.png"}
+    assert {p.name for p in out.iterdir()} == {
+        "compare.md", "compare.json", "psnr_vs_latency.png", "crops_photos.png", "crops_photos_moderate.png",
+        *(f"per_image_psnr_{key}.png" for key in TABLES)}
     saved = json.loads((out / "compare.json").read_text())
-    assert set(saved["summary"]) == {"bicubic", espcn, hat}
-    assert len(saved["per_image"][hat]["psnr"]) == 3
     cost = saved["cost"]
     assert cost[espcn]["latency_ratio"]["16"] == pytest.approx(1.0)  # ratios are to the first model
     assert cost[hat]["parameters"] == HAT.from_preset("hat-tiny").num_parameters
@@ -58,15 +67,36 @@ def test_compare_writes_the_report_tables_and_plots(study):
     assert "threads" in saved["machine"]  # the one machine description (benchmarks/machine.py)
     md = (out / "compare.md").read_text()
     assert "| bicubic |" in md and "GFLOPs" in md and "](psnr_vs_latency.png)" in md
-    grid = Image.open(out / "crops.png")
+    grid = Image.open(out / "crops_photos.png")
     assert grid.size == (2 * 64 * 5, 2 * 64 * 3)  # LR | bicubic | 2 models | HR, 3 rows, 64px crops x2
+
+
+def test_every_set_gets_a_protocol_table_and_a_seeded_realistic_one(study):
+    tables = json.loads((study["out"] / "compare.json").read_text())["quality"]
+    assert [compare.table_key(t) for t in tables] == TABLES
+    assert [(t["degradation"], t["seed"]) for t in tables] == [(None, None), ("moderate", 1)] * 2
+    assert [len(t["images"]) for t in tables] == [3, 3, 2, 2]
+    assert all(set(t["summary"]) == {"bicubic", study["espcn"], study["hat"]} for t in tables)
+    protocol, realistic = tables[0]["summary"]["bicubic"]["psnr"], tables[1]["summary"]["bicubic"]["psnr"]
+    assert realistic < protocol - 0.1  # blur, noise and JPEG lose detail that bicubic LR keeps
+    # the realistic table is the library's evaluation with that preset and seed: reproducible
+    from sr_models.evaluation import evaluate, find_images
+
+    again = evaluate({}, find_images(study["hr"]), scale=4, hr_size=64, degradation="moderate", seed=1)
+    assert again.methods["bicubic"].psnr == tables[1]["per_image"]["bicubic"]["psnr"]
+    md = (study["out"] / "compare.md").read_text()
+    assert "**Quality — photos**, LR: PIL bicubic downscale (the protocol)" in md
+    assert "**Quality — more**, LR: realistic degradation 'moderate', seed 1" in md
 
 
 def test_update_readme_writes_the_short_table_in_the_readme(study):
     readme = study["readme"].read_text()
     assert readme.startswith(f"intro\n{START}\n") and readme.endswith(f"\n{END}\noutro\n")
     block = readme.split(START)[1].split(END)[0]
-    assert "| bicubic | " in block and f"| {study['hat']} | " in block and "gain over bicubic" in block
+    table = [line for line in block.splitlines() if line.startswith("|")]
+    assert table[0] == "| method | photos (3) | photos, moderate seed 1 (3) | more (2) | more, moderate seed 1 (2) |"
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| bicubic", f"| {study['espcn']}", f"| {study['hat']}"]
+    assert "gain over bicubic" in block
     assert "GFLOPs" not in block and "Training cost" not in block and ".png" not in block  # short: quality only
     assert "[docs/study.md](docs/study.md)" in block  # the link, relative to the README
 
@@ -76,10 +106,13 @@ def test_update_readme_writes_the_full_report_in_the_study_page(study):
     assert page.startswith(f"intro\n{START}\n") and page.endswith(f"\n{END}\noutro\n")
     block = page.split(START)[1].split(END)[0]
     assert "| bicubic | " in block and "GFLOPs" in block and "Training cost" in block
+    assert block.count("| method | PSNR-Y (dB) |") == 4  # one quality table per set and degradation
     # Plots linked relative to docs/study.md, and they exist there.
     links = [line.split("](")[1].rstrip(")") for line in block.splitlines() if line.startswith("![")]
-    assert links == ["../benchmarks/results/psnr_vs_latency.png", "../benchmarks/results/per_image_psnr.png",
-                     "../benchmarks/results/crops.png"]
+    assert links == ["../benchmarks/results/" + name for name in [
+        "per_image_psnr_photos.png", "crops_photos.png", "per_image_psnr_photos_moderate.png",
+        "crops_photos_moderate.png", "per_image_psnr_more.png", "per_image_psnr_more_moderate.png",
+        "psnr_vs_latency.png"]]
     assert all((study["study"].parent / link).is_file() for link in links)
 
 
@@ -94,3 +127,21 @@ def test_update_pages_checks_both_pages_before_writing_either(study, tmp_path):
 
 def test_default_models_are_the_bundled_ones():
     assert compare.parse_args(["--hr", "faces"]).model == DEFAULT_MODELS
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("celeba=data/faces256v2/val", ("celeba", "data/faces256v2/val")),
+    ("data/faces256v2/val_studio", ("val_studio", "data/faces256v2/val_studio")),
+    ("data/a=b", ("a=b", "data/a=b")),  # a name never holds a "/": a folder with "=" in its name
+])
+def test_held_out_sets_are_named_or_named_after_their_folder(value, expected):
+    name, folder = compare.named_folder(value)
+    assert (name, folder.as_posix()) == expected
+
+
+def test_sets_must_have_distinct_names_and_a_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--hr", "celeba="])
+    assert "no folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="share a name"):
+        compare.score_sets({}, [("val", tmp_path), ("val", tmp_path)], degradations=[None])
