@@ -1,6 +1,6 @@
-"""Training data (train/data.py), in process: aligned pairs, determinism and resume of the
-loader, skipped images, folders read as one split, the validation hold-out, the split across
-processes, the data's licence."""
+"""Training data (train/data.py, train/pairs.py), in process: aligned pairs, determinism and
+resume of the loader, skipped images, folders read as one split, the validation hold-out,
+the split across processes, the data's licence."""
 
 import hashlib
 import io
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from sr_models.metrics import degrade
-from train import data
+from train import data, pairs
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -93,7 +93,7 @@ def test_lr_patch_is_the_same_crop_of_the_whole_image_degradation(scale):
     hr_cropped = np.asarray(hr)[: 67 - 67 % scale, : 53 - 53 % scale]
     p = 8 * scale
     for seed in range(25):  # positions at the borders and inside
-        lr, hr_patch = data.random_pair(hr, scale, p, np.random.default_rng(seed), augment=False)
+        lr, hr_patch = pairs.random_pair(hr, scale, p, np.random.default_rng(seed), augment=False)
         # Find the crop position from the HR patch (unique: the pattern has noise).
         matches = [(yy, xx) for yy in range(0, hr_cropped.shape[0] - p + 1, scale)
                    for xx in range(0, hr_cropped.shape[1] - p + 1, scale)
@@ -112,8 +112,8 @@ def test_augmentation_applies_one_symmetry_of_the_square_to_both():
                   lambda a: a[::-1].transpose(1, 0, 2), lambda a: a[::-1, ::-1].transpose(1, 0, 2)]
     used = set()
     for seed in range(100):
-        lr0, hr0 = data.random_pair(hr, 4, 32, np.random.default_rng(seed), augment=False)
-        lr1, hr1 = data.random_pair(hr, 4, 32, np.random.default_rng(seed))
+        lr0, hr0 = pairs.random_pair(hr, 4, 32, np.random.default_rng(seed), augment=False)
+        lr1, hr1 = pairs.random_pair(hr, 4, 32, np.random.default_rng(seed))
         found = [k for k, f in enumerate(symmetries) if np.array_equal(f(lr0), lr1) and np.array_equal(f(hr0), hr1)]
         assert found, "LR and HR were not transformed alike"
         used.add(found[0])
@@ -139,9 +139,9 @@ def test_batches_do_not_depend_on_threads_and_a_resumed_loader_continues_exactly
 
 
 def test_corrupt_and_small_images_are_skipped_and_counted_once(folder):
-    pairs = loader(sources(folder))
-    take(pairs, 8)  # two passes over the 7 usable images
-    st = pairs.state
+    stream = loader(sources(folder))
+    take(stream, 8)  # two passes over the 7 usable images
+    st = stream.state
     assert st.first_pass == {"usable": 7, "corrupt": 1, "too_small": 1}
     assert st.epochs_completed >= 1
 

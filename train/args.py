@@ -13,7 +13,8 @@ import os
 import re
 from pathlib import Path
 
-from train import data
+from sr_models.degradations import PRESETS as DEGRADATION_PRESETS
+from train import data, pairs
 
 LOSSES = ("l1", "l2", "charbonnier")
 SCHEDULERS = ("constant", "cosine", "multistep")
@@ -101,6 +102,17 @@ def _data_group(parser: argparse.ArgumentParser) -> None:
                         "OUTPUT_DIR/logs/image_ids_rank{N}.tsv (to audit the data split)")
 
 
+def _degradation_group(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("degradation (how LR training patches are made; validation stays bicubic)")
+    g.add_argument("--degradation", choices=pairs.DEGRADATIONS, default="bicubic",
+                   help="bicubic: PIL bicubic downscale, the evaluation protocol (default); realistic: "
+                        "Real-ESRGAN-style random blur, resize, noise and JPEG, for real photos")
+    g.add_argument("--degradation_config", default=None, metavar="PRESET_OR_JSON_FILE",
+                   help=f"with --degradation realistic: a preset ({', '.join(sorted(DEGRADATION_PRESETS))}; "
+                        f"default {pairs.DEFAULT_DEGRADATION_PRESET}) or a JSON file of "
+                        "sr_models.degradations.DegradationConfig fields (the others keep their defaults)")
+
+
 def _optimisation_group(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("optimisation")
     g.add_argument("--train_batch_size", type=_positive_int, default=4, help="patches per process and step")
@@ -157,6 +169,7 @@ def build_parser(description: str, model_class, default_model: str, *, architect
     parser.set_defaults(model_class=model_class, default_model=default_model, arch_args=tuple(architecture))
     _model_group(parser, model_class, default_model)
     _data_group(parser)
+    _degradation_group(parser)
     _optimisation_group(parser)
     _output_group(parser)
     g = parser.add_argument_group(f"{model_class.__name__} architecture (overrides of the preset)")
@@ -203,6 +216,13 @@ def _check_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
                      "(the Hub shows them as the licence)")
 
 
+def _check_degradation(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    try:
+        args.training_degradation = pairs.load_degradation(args.degradation, args.degradation_config)
+    except ValueError as err:
+        parser.error(f"--degradation_config: {err}")
+
+
 def _check_optimisation(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.lr_milestones and sorted(set(args.lr_milestones)) != args.lr_milestones:
         parser.error(f"--lr_milestones must be increasing, got {args.lr_milestones}")
@@ -245,6 +265,6 @@ def _check_hub(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
     """Parse, and reject combinations that cannot work, with argparse's usage message."""
     args = parser.parse_args(argv)
-    for check in (_check_model, _check_data, _check_optimisation, _check_output, _check_hub):
+    for check in (_check_model, _check_data, _check_degradation, _check_optimisation, _check_output, _check_hub):
         check(parser, args)
     return args

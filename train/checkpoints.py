@@ -45,6 +45,9 @@ class RunState:
     world_size: int | None = None  # processes that wrote the checkpoint
     loaders: list[dict] = field(default_factory=list)  # one data.LoaderState per process
     last_metrics: dict | None = None
+    #: How the run made its LR patches (``train.pairs.Degradation.to_dict``); None in
+    #: checkpoints written before --degradation existed (all of them bicubic).
+    degradation: dict | None = None
 
     @property
     def schedule_step(self) -> int:

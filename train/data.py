@@ -17,12 +17,9 @@ validation split, so when no ``--validation_data_dir`` is given the first
 shard 0) and the training stream drops every image with the same content (``image_id``),
 wherever the shuffle or the split across processes puts it.
 
-Pairs are made on the fly from each image, per the evaluation protocol: HR cropped to a
-multiple of the scale, LR by ``sr_models.metrics.degrade`` (PIL bicubic). The crop is drawn
-on the LR grid and the LR patch is cut from a degraded region wide enough to contain the
-bicubic kernel, so every LR patch equals the same crop of ``degrade(whole image)`` exactly,
-as in the usual SR pipelines that degrade first and crop aligned pairs. Then the same
-random flip / transpose (the 8 symmetries of the square) is applied to both.
+Pairs are made on the fly from each image by ``train.pairs``: an HR patch and its LR under
+the run's degradation (``bicubic``, the evaluation protocol, by default; or ``realistic``),
+with the same random flip / transpose applied to both.
 
 Images smaller than the HR patch are skipped and counted, not padded: padding would teach
 the model reflections that real inputs do not have. Undecodable images are skipped and
@@ -30,9 +27,10 @@ counted too. Both are reported once, in the first pass over the data.
 
 Determinism: the stream order depends only on the seed, the epoch and the process's share
 of the data; each sample's crop and flips come from a generator seeded by
-(seed, process, epoch, position in the stream). A run resumed from (epoch, position)
-therefore sees exactly the samples the uninterrupted run would have seen, whatever the
-number of decoding threads.
+(seed, process, epoch, position in the stream), and a realistic degradation from
+(seed, ``train.pairs.sample_index(epoch, process, position)``). A run resumed from
+(epoch, position) therefore sees exactly the samples the uninterrupted run would have seen,
+whatever the number of decoding threads.
 """
 
 from __future__ import annotations
@@ -52,8 +50,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sr_models.metrics import crop_to_multiple, degrade
+from sr_models.metrics import crop_to_multiple
 from train.errors import UsageError
+from train.pairs import BICUBIC, Degradation, Unusable, random_pair, sample_index
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +78,6 @@ DEFAULT_DATASET_TERMS = DataTerms(license="cc-by-nc-sa-4.0",
                                   license_link="https://github.com/NVlabs/ffhq-dataset/blob/master/LICENSE.txt",
                                   faces=True, source=f"declared for {DEFAULT_DATASET} (FFHQ, NVIDIA)")
 DEFAULT_IMAGE_COLUMN = "image"
-#: PIL's bicubic kernel reaches 2 output pixels to each side when it downscales; one more
-#: for the rounding of the window bounds. A region this many LR pixels wider than the patch
-#: degrades to exactly the pixels the whole image would give.
-KERNEL_MARGIN = 3
 #: The first pass logs each skipped image up to this many times, then only counts them.
 MAX_SKIP_WARNINGS = 20
 #: Errors PIL raises for files it cannot decode (truncated, not an image, bad header, too big).
@@ -91,14 +86,6 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.Decompression
 
 class DataError(UsageError):
     """A problem with the data the user pointed at: reported in one line, exit code 2."""
-
-
-class _Unusable(Exception):
-    """Why one image cannot give a training pair (it is skipped and counted)."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason = reason
 
 
 # --------------------------------------------------------------------------- sources
@@ -186,14 +173,14 @@ def read_bytes(value: dict) -> bytes:
     if value.get("bytes") is not None:
         return value["bytes"]
     if value.get("path") is None:
-        raise _Unusable("corrupt", "neither bytes nor a path")
+        raise Unusable("corrupt", "neither bytes nor a path")
     from datasets.utils.file_utils import xopen  # local paths and hf:// / remote URLs alike
 
     try:
         with xopen(value["path"], "rb") as f:
             return f.read()
     except OSError as err:
-        raise _Unusable("corrupt", f"cannot read {value['path']}: {err}") from err
+        raise Unusable("corrupt", f"cannot read {value['path']}: {err}") from err
 
 
 def image_id(value: dict) -> str:
@@ -210,7 +197,7 @@ def decode_rgb(data: bytes) -> Image.Image:
         img.load()  # decode now, so a truncated file fails here and not in a later resize
         return img if img.mode == "RGB" else img.convert("RGB")
     except DECODE_ERRORS as err:
-        raise _Unusable("corrupt", f"{type(err).__name__}: {err}") from err
+        raise Unusable("corrupt", f"{type(err).__name__}: {err}") from err
 
 
 @dataclass
@@ -292,7 +279,7 @@ def decode_validation(values: list[dict], scale: int) -> tuple[list[tuple[str, I
         ident = image_id(value)
         try:
             img = crop_to_multiple(decode_rgb(read_bytes(value)), scale)
-        except (_Unusable, ValueError) as err:
+        except (Unusable, ValueError) as err:
             logger.warning("validation image %s skipped: %s", ident, err)
             skipped += 1
             continue
@@ -305,37 +292,7 @@ def decode_validation(values: list[dict], scale: int) -> tuple[list[tuple[str, I
     return images, skipped
 
 
-# --------------------------------------------------------------------------- pairs
-
-
-def random_pair(hr: Image.Image, scale: int, hr_patch_size: int, rng: np.random.Generator, augment: bool = True):
-    """An aligned (LR, HR) patch pair from one RGB image, as uint8 arrays (h, w, 3).
-
-    The LR patch equals the same crop of ``degrade(hr, scale)``; see the module docstring.
-    ``augment`` applies a random flip / transpose (drawn after the position).
-    """
-    hr = crop_to_multiple(hr, scale)
-    lp = hr_patch_size // scale
-    lw, lh = hr.width // scale, hr.height // scale
-    if lw < lp or lh < lp:
-        raise _Unusable("too_small", f"{hr.width}x{hr.height} is smaller than the {hr_patch_size} px patch")
-    x, y = int(rng.integers(0, lw - lp + 1)), int(rng.integers(0, lh - lp + 1))
-    # The region to degrade, in LR pixels, clipped to the image like the whole-image resize.
-    x0, y0 = max(0, x - KERNEL_MARGIN), max(0, y - KERNEL_MARGIN)
-    x1, y1 = min(lw, x + lp + KERNEL_MARGIN), min(lh, y + lp + KERNEL_MARGIN)
-    lr_region = degrade(hr.crop((x0 * scale, y0 * scale, x1 * scale, y1 * scale)), scale)
-    lr = np.asarray(lr_region)[y - y0 : y - y0 + lp, x - x0 : x - x0 + lp]
-    hr_arr = np.asarray(hr.crop((x * scale, y * scale, (x + lp) * scale, (y + lp) * scale)))
-    if not augment:
-        return np.ascontiguousarray(lr), np.ascontiguousarray(hr_arr)
-    # The 8 symmetries of the square, the same for both (BasicSR's hflip / vflip / rot90).
-    if rng.random() < 0.5:
-        lr, hr_arr = lr[:, ::-1], hr_arr[:, ::-1]
-    if rng.random() < 0.5:
-        lr, hr_arr = lr[::-1], hr_arr[::-1]
-    if rng.random() < 0.5:
-        lr, hr_arr = lr.transpose(1, 0, 2), hr_arr.transpose(1, 0, 2)
-    return np.ascontiguousarray(lr), np.ascontiguousarray(hr_arr)
+# --------------------------------------------------------------------------- the loader
 
 
 @dataclass
@@ -351,7 +308,7 @@ class _Result:
     index: int | None  # None marks the end of an epoch
     ident: str = ""
     pair: tuple | None = None
-    skip: _Unusable | None = None
+    skip: Unusable | None = None
 
 
 @dataclass
@@ -375,7 +332,7 @@ class PairLoader:
 
     def __init__(self, dataset, *, image_column: str, scale: int, hr_patch_size: int, batch_size: int,
                  seed: int, rank: int, num_workers: int = 0, state: LoaderState | None = None,
-                 id_log: str | os.PathLike | None = None):
+                 id_log: str | os.PathLike | None = None, degradation: Degradation = BICUBIC):
         self.dataset = dataset
         self.image_column = image_column
         self.scale = scale
@@ -386,6 +343,7 @@ class PairLoader:
         self.num_workers = num_workers
         self.state = state or LoaderState()
         self.id_log = Path(id_log) if id_log is not None else None
+        self.degradation = degradation
         self._warnings = 0
 
     # -- the raw stream, with positions
@@ -407,8 +365,10 @@ class PairLoader:
         ident = image_id(value)
         rng = np.random.default_rng([self.seed, self.rank, epoch, index])
         try:
-            pair = random_pair(decode_rgb(read_bytes(value)), self.scale, self.hr_patch_size, rng)
-        except _Unusable as err:
+            pair = random_pair(decode_rgb(read_bytes(value)), self.scale, self.hr_patch_size, rng,
+                               degradation=self.degradation, seed=self.seed,
+                               index=sample_index(epoch, self.rank, index))
+        except Unusable as err:
             return _Result(epoch, index, ident, skip=err)
         return _Result(epoch, index, ident, pair=pair)
 

@@ -22,6 +22,10 @@ from train.checkpoints import RunState
 from train.data import DataTerms
 from train.errors import UsageError, check_finite
 
+#: The config.json key beside "architecture" that says how the LR training patches were
+#: made (``train.pairs.Degradation.to_dict``); the models' constructors never see it.
+TRAINING_DEGRADATION_KEY = "training_degradation"
+
 
 def hardware(accelerator) -> str:
     if accelerator.device.type == "cuda":
@@ -53,6 +57,7 @@ def startup_summary(args, accelerator, model, *, data: dict, terms: DataTerms, v
         f"  gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}",
         f"  steps                  {steps}",
         f"  patches                HR {p}x{p} -> LR {p // s}x{p // s}",
+        f"  degradation            {args.training_degradation}",
         f"  optimisation           {args.optimizer} lr {args.learning_rate:g} ({args.lr_scheduler}), loss {args.loss}, "
         f"EMA {args.ema_decay if args.use_ema else 'off'}",
         f"  data                   {data['train_source']}",
@@ -118,6 +123,7 @@ def training_facts(args, accelerator, model, state: RunState, *, data: dict, ter
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "processes": accelerator.num_processes,
         "hr_patch_size": args.hr_patch_size,
+        "degradation": args.training_degradation.to_dict(),
         "wall_time_s": round(state.elapsed, 2),
         "steps_per_second": round(steps_per_second, 4),  # training only, this run (segment)
         "hardware": hardware(accelerator),
@@ -167,6 +173,7 @@ def card_info(args, metrics: dict, facts: dict, terms: DataTerms) -> CardInfo:
     training = {
         "dataset": d["train_source"], "train_images": d["train_images"], "steps": facts["steps"],
         "images_seen": facts["images_seen"], "hr_patch_size": facts["hr_patch_size"],
+        "degradation": str(args.training_degradation),
         "effective_batch_size": facts["effective_batch_size"], "learning_rate": args.learning_rate,
         "lr_scheduler": args.lr_scheduler, "loss": args.loss,
         "use_ema": f"yes (decay {args.ema_decay})" if args.use_ema else "no", "precision": facts["precision"],
@@ -186,10 +193,12 @@ def write_model_folder(model, output_dir: str | os.PathLike, *, metrics: dict, f
                        card_info: CardInfo | None = None, comparison_image: Image.Image | None = None) -> None:
     """The published folder: ``save_pretrained`` (model.safetensors, config.json, the model
     card README.md with model_card.json and comparison.png), plus the final validation
-    ``metrics.json`` and ``training_facts.json``."""
+    ``metrics.json`` and ``training_facts.json``. config.json also records the training
+    degradation of the facts (TRAINING_DEGRADATION_KEY), which loading ignores."""
     check_finite(model, what="the final model")
     out = Path(output_dir)
-    model.save_pretrained(out, card_info=card_info, comparison_image=comparison_image)
+    config = {**model.config, TRAINING_DEGRADATION_KEY: facts["degradation"]} if "degradation" in facts else None
+    model.save_pretrained(out, config=config, card_info=card_info, comparison_image=comparison_image)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "training_facts.json").write_text(json.dumps(facts, indent=2) + "\n")
 

@@ -28,7 +28,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sr_models import WeightsMismatchError, load_model
-from train import checkpoints, data, report
+from train import checkpoints, data, pairs, report
 from train.errors import TrainingDiverged, UsageError, check_finite
 from train.validation import Validator
 
@@ -244,6 +244,7 @@ class Trainer:
         self.unwrapped = acc.unwrap_model(self.model)
         self.ema = EMA(self.unwrapped, args.ema_decay) if args.use_ema else None
         self.state, self.resumed_from = self._resume()
+        self.state.degradation = args.training_degradation.to_dict()  # written in each checkpoint
         self.scheduler = build_lr_scheduler(optimizer, args, start_step=self.state.schedule_step)
         self.loader = self._make_loader()
         self.validator = (Validator(self.sources.validation, args.scale, acc.device)
@@ -270,6 +271,7 @@ class Trainer:
                 logger.info("no checkpoint in %s: starting a new run", out)
             return checkpoints.RunState(), None
         state, ema_weights = checkpoints.read_state(path)
+        self._check_same_degradation(path, state)
         if (ema_weights is None) != (self.ema is None):
             raise UsageError(f"cannot resume from {path}: it was written {'with' if ema_weights else 'without'} "
                              f"--use_ema, and this run is {'without' if ema_weights else 'with'} it")
@@ -281,6 +283,22 @@ class Trainer:
             raise UsageError(f"cannot resume from {path}: {err} (a checkpoint resumes with the same model "
                              "and --scale)") from err
         return state, str(path)
+
+    def _check_same_degradation(self, path: Path, state: checkpoints.RunState) -> None:
+        """A run resumes with the degradation it was trained with (older checkpoints, which
+        record none, were all trained with bicubic pairs)."""
+        wanted = self.args.training_degradation
+        recorded = state.degradation or pairs.BICUBIC.to_dict()
+        if wanted.same_pairs_as(recorded):
+            return
+        if recorded.get("kind") == wanted.kind:  # e.g. a preset whose ranges changed since
+            raise UsageError(f"cannot resume from {path}: it was trained with other degradation settings than "
+                             f"{wanted}; they are under 'degradation' in its {checkpoints.STATE_FILE}: save its "
+                             "'config' as a JSON file and pass it with --degradation_config")
+        where = recorded.get("preset") or recorded.get("config_file")
+        raise UsageError(f"cannot resume from {path}: it was trained with --degradation {recorded.get('kind')}"
+                         f"{f' ({where})' if where else ''}, and this run asks for {wanted}; resume with the "
+                         "same --degradation and --degradation_config, or start a new --output_dir")
 
     def _make_loader(self) -> data.PairLoader:
         acc, st = self.accelerator, self.state
@@ -298,6 +316,7 @@ class Trainer:
             self.sources.train, image_column=self.sources.description["image_column"], scale=self.args.scale,
             hr_patch_size=self.args.hr_patch_size, batch_size=self.args.train_batch_size, seed=self.args.seed,
             rank=acc.process_index, num_workers=self.args.dataloader_num_workers, state=loader_state, id_log=id_log,
+            degradation=self.args.training_degradation,
         )
 
     def _log_startup(self) -> None:
