@@ -26,6 +26,7 @@ _TEMPLATE_DIRS = [Path(__file__).parent / "model_cards", Path(__file__).resolve(
 TRAINING_LABELS = {
     "dataset": "training data",
     "train_images": "training images",
+    "degradation": "training degradation",
     "steps": "optimizer steps",
     "images_seen": "images (patches) seen",
     "hr_patch_size": "HR patch size",
@@ -49,8 +50,11 @@ class CardInfo:
     ``evaluations``: one dict per dataset and scale, with ``dataset`` (a name),
     optional ``dataset_id`` (the Hub id of the data, or a slug naming a set that is not on
     the Hub, e.g. "celeba-hq-faces-heldout"), ``scale``, ``images``, ``bicubic`` and
-    ``model`` (each ``{"psnr": float, "ssim": float}``). ``training``: facts of the run
-    (see TRAINING_LABELS).
+    ``model`` (each ``{"psnr": float, "ssim": float}``), and optional ``degradation``
+    (None or absent: the protocol's bicubic LR; else the realistic degradation preset of
+    sr_models.degradations the LR images were drawn from) with its ``seed``: each
+    (dataset, degradation) is a result of its own. ``training``: facts of the run (see
+    TRAINING_LABELS; ``degradation`` says how the training LR patches were made).
 
     ``license`` is the licence of the *weights*, which follows the training data (the
     code's licence is the project's): a Hub licence id such as "cc-by-nc-sa-4.0", or
@@ -137,6 +141,31 @@ def dataset_type(evaluation: dict) -> str:
     return re.sub(r"[^a-z0-9]+", "-", (given or evaluation["dataset"]).lower()).strip("-") or "unnamed-dataset"
 
 
+def evaluation_name(evaluation: dict) -> str:
+    """The name of an evaluation's result: its dataset, and the realistic degradation of
+    its LR images if it has one ("London studio faces (held out), realistic degradation
+    'moderate' seed 0")."""
+    degradation = evaluation.get("degradation")
+    if not degradation:
+        return evaluation["dataset"]
+    return f"{evaluation['dataset']}, realistic degradation '{degradation}' seed {evaluation.get('seed', 0)}"
+
+
+def degradation_config_name(evaluation: dict) -> str | None:
+    """The model-index ``dataset.config`` of a result on realistically degraded LR images
+    ("realistic-moderate-seed0"; None for the protocol): the Hub tells results apart by
+    dataset type and config, not by name, and the data set itself (its type) is the same."""
+    degradation = evaluation.get("degradation")
+    return f"realistic-{degradation}-seed{evaluation.get('seed', 0)}" if degradation else None
+
+
+def realistic_training(info: CardInfo) -> str | None:
+    """The training degradation when the weights learned a realistic one (the training
+    scripts write "bicubic (...)" or "realistic (...)"), else None."""
+    value = info.training.get("degradation")
+    return str(value) if value and not str(value).startswith("bicubic") else None
+
+
 def _licence_line(info: CardInfo) -> str:
     """What the card's Licence section says of the weights, from the card's metadata."""
     if info.license == "other":
@@ -154,7 +183,8 @@ def _eval_results(info: CardInfo) -> list[EvalResult]:
                 task_type=PIPELINE_TAG,
                 task_name=f"Image Super-Resolution x{e['scale']}",
                 dataset_type=dataset_type(e),
-                dataset_name=e["dataset"],
+                dataset_name=evaluation_name(e),
+                dataset_config=degradation_config_name(e),
                 metric_type=metric,
                 metric_name=f"{metric.upper()}-Y (x{e['scale']})",
                 metric_value=round(float(e["model"][metric]), 2 if metric == "psnr" else 4),
@@ -199,7 +229,9 @@ def render_model_card(model, info: CardInfo | None = None, *, comparison_image: 
         space_url=info.space_url,
         training=bool(info.training),
         training_rows=training_rows,
-        evaluations=info.evaluations,
+        evaluations=[{**e, "name": evaluation_name(e)} for e in info.evaluations],
+        realistic_rows=any(e.get("degradation") for e in info.evaluations),
+        realistic_training=realistic_training(info),
         protocol=PROTOCOL,
         comparison_image=comparison_image,
         faces=info.faces,

@@ -134,6 +134,42 @@ def test_model_index_dataset_type_is_an_id_never_free_text(evaluation, expected)
     assert meta["model-index"][0]["results"][0]["dataset"]["type"] == expected
 
 
+REALISTIC = dataclasses.replace(INFO, evaluations=[
+    {**INFO.evaluations[0], "dataset": "London studio faces (held out)", "dataset_id": "london-studio-faces-heldout"},
+    {**INFO.evaluations[0], "dataset": "London studio faces (held out)", "dataset_id": "london-studio-faces-heldout",
+     "degradation": "moderate", "seed": 0, "bicubic": {"psnr": 26.5, "ssim": 0.75}, "model": {"psnr": 26.61, "ssim": 0.76}},
+])
+
+
+def test_a_realistic_degradation_is_a_result_of_its_own_in_model_index_and_table():
+    text = str(render_model_card(ESPCN.from_preset("espcn-tiny"), REALISTIC))
+    results = front_matter(text)["model-index"][0]["results"]
+    names = [r["dataset"]["name"] for r in results]
+    assert names == ["London studio faces (held out)",
+                     "London studio faces (held out), realistic degradation 'moderate' seed 0"]
+    assert all(r["dataset"]["type"] == "london-studio-faces-heldout" for r in results)  # the same data
+    assert [r["dataset"].get("config") for r in results] == [None, "realistic-moderate-seed0"]
+    assert [m["value"] for m in results[1]["metrics"]] == [26.61, 0.76]
+    rows = [line for line in text.splitlines() if line.startswith("| London studio faces")]
+    assert len(rows) == 2 and "realistic degradation 'moderate' seed 0 | x4 | 8 | 26.50 / 0.7500" in rows[1]
+    assert "Rows that name a realistic degradation change only the LR" in text
+    # bicubic-trained weights evaluated on both: trained (not "trained and evaluated") for bicubic
+    assert "- Trained for the **bicubic** degradation" in text
+    assert not re.search(r"[A-Za-z]\n\d", text)
+
+
+@pytest.mark.parametrize("degradation,expected", [
+    ("bicubic (PIL bicubic downscale, the evaluation protocol)", "- Trained and evaluated for the **bicubic**"),
+    ("realistic (Real-ESRGAN-style blur, resize, noise and JPEG, first order; preset 'moderate')",
+     "- Trained on **synthetic realistic degradations**"),
+])
+def test_the_card_states_the_training_degradation(degradation, expected):
+    info = dataclasses.replace(INFO, training={**INFO.training, "degradation": degradation})
+    text = str(render_model_card(HAT.from_preset("hat-tiny"), info))
+    assert f"| training degradation | {degradation} |" in text and expected in text
+    assert "Rows that name a realistic degradation" not in text  # no such row here
+
+
 @pytest.mark.parametrize("cls,preset,rows", [
     (HAT, "hat-s", ["- residual groups: 6, of depths 6, 6, 6, 6, 6, 6", "- attention heads per group: 6, 6, 6, 6, 6, 6",
                     "- window size: 16", "- compress ratio: 24", "- squeeze factor: 24", "- embedding dimension: 144"]),
