@@ -63,6 +63,8 @@ def _check_field(name: str, value) -> None:
     if name.endswith("_prob"):
         if not number(value) or not 0 <= value <= 1:
             fail("expected a probability in [0, 1]")
+    elif not isinstance(value, tuple):
+        fail("expected a list of numbers")
     elif name in ("kernel_probs", "resize_probs"):
         expected = len(KERNEL_TYPES) if name == "kernel_probs" else 3
         if len(value) != expected or not all(number(p) and p >= 0 for p in value) or sum(value) <= 0:

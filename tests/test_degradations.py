@@ -134,7 +134,8 @@ def test_config_round_trips_through_json_and_validates():
     partial = DegradationConfig.from_dict({"second_order_prob": 0.5, "second": {"noise_sigma": [2, 3]}})
     assert partial.second.noise_sigma == (2, 3) and partial.second.blur_prob == 0.8  # other defaults kept
     for bad in [{"final_sinc_prob": 1.5}, {"first": {"blur_sigma": [3, 1]}}, {"second": {"jpeg_quality": [0, 90]}},
-                {"first": {"kernel_probs": [1, 0]}}, {"first": {"noise_sigma": [1, float("nan")]}}, {"first": [1]}]:
+                {"first": {"kernel_probs": [1, 0]}}, {"first": {"noise_sigma": [1, float("nan")]}}, {"first": [1]},
+                {"first": {"blur_sigma": 2.0}}, {"second": {"kernel_probs": "iso"}}]:
         with pytest.raises(ValueError, match="degradation config"):
             DegradationConfig.from_dict(bad)
     for unknown in [{"blur": 1}, {"second": {"sigma": 1}}]:

@@ -139,7 +139,7 @@ def test_the_flags_default_to_bicubic_and_realistic_to_the_realesrgan_preset(tmp
     ('["a list"]', "expected a JSON object, got list"),
     ('{"first": {"blur_sigmaa": [1, 2]}}', "unknown degradation config fields ['first.blur_sigmaa']"),
     ('{"first": {"blur_sigma": [3, 1]}}', "blur_sigma=(3, 1): expected a (low, high) pair"),
-    ('{"first": {"blur_sigma": 1.5}}', "degradation config first={'blur_sigma': 1.5}: wrong type"),
+    ('{"first": {"blur_sigma": 1.5}}', "degradation config blur_sigma=1.5: expected a list of numbers"),
     ('{"second": {"jpeg_quality": [10, 120]}}', "JPEG quality must lie in 1..100"),
     ('{"second_order_prob": 2}', "expected a probability in [0, 1]"),
 ])

@@ -106,20 +106,6 @@ def load_degradation(kind: str, config: str | None = None) -> Degradation:
         return Degradation(kind, DegradationConfig.from_dict(values), config_file=config)
     except ValueError as err:
         raise ValueError(f"{config}: {err}") from err
-    except TypeError as err:  # e.g. a number where a (low, high) pair belongs: name the field
-        name = next((k for k in values if _wrong_type(k, values[k])), None)
-        raise ValueError(f"{config}: degradation config {name}={values.get(name)!r}: wrong type ({err})") from err
-
-
-def _wrong_type(name: str, value) -> bool:
-    """Whether DegradationConfig refuses field ``name`` alone with a TypeError."""
-    try:
-        DegradationConfig.from_dict({name: value})
-    except TypeError:
-        return True
-    except ValueError:
-        return False
-    return False
 
 
 def sample_index(epoch: int, rank: int, position: int) -> int:
