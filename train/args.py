@@ -81,8 +81,8 @@ def _data_group(parser: argparse.ArgumentParser) -> None:
                    help="a local folder of validation images (default: hold out the first --max_eval_samples "
                         "images of the training stream)")
     g.add_argument("--data_license", type=_license_id, default=None,
-                   help="Hub licence id of the training data, which the weights' card carries (default: the "
-                        "dataset card's 'license', or the one declared for the default dataset; else 'unknown')")
+                   help="Hub licence id of the training data, which the weights' card carries (default: the one "
+                        "declared for the default dataset, else the dataset card's 'license', else 'unknown')")
     g.add_argument("--data_license_link", default=None,
                    help="URL of the data's licence text (needed with --data_license other)")
     g.add_argument("--data_license_name", default=None,
