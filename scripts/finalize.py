@@ -1,63 +1,216 @@
 """Turn a finished training run into a bundled weights folder with its full model card.
 
-The training scripts already write the card (validation metrics on the held-out faces,
-training facts, comparison strip). This adds what only the bundled weights know: the
-data's licence (CelebA-HQ: non-commercial research) and the names of the held-out faces.
+The training scripts write the run's card (training facts, the validation scores of one
+held-out set, the comparison strip). This adds what only the bundled weights know:
 
-    python -m scripts.finalize runs/espcn-faces-x4 weights/espcn-faces-x4 data/faces256/val
-    python -m scripts.finalize runs/hat-small-faces-x4 weights/hat-small-faces-x4 data/faces256/val
+- the training data by source, counted from the file-name prefixes of the training faces
+  (each source of ``../shared/data/faces*/`` has its own prefix), with each source's
+  licence from the two SOURCE.md files: the weights are for non-commercial research only;
+- the scores on every held-out set (``--held-out NAME=DIR``) under the protocol and, with
+  ``--degradation PRESET --seed N``, under that seeded realistic degradation too, each a
+  result of its own in model-index (scored by sr_models.evaluation, as the study does);
+- the training cost (wall time, steps, hardware) from the run's training_facts.json.
+
+    python -m scripts.finalize runs/espcn-faces-v2-x4 weights/espcn-faces-x4 \\
+        --held-out celeba=data/faces256v2/val --held-out studio=data/faces256v2/val_studio \\
+        --degradation moderate --seed 0
+
+The training faces are found beside the run's training folder (``train/`` for a
+``train_multiscale/`` one, whose files are each face at several sizes) unless
+``--train-dir`` names them.
 """
 
+from __future__ import annotations
+
 import argparse
+import json
 import shutil
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.prepare_faces import MULTISCALE_SIZES
+from benchmarks.compare import named_folder, score_sets
+from scripts.prepare_faces import HR_SIZE, MULTISCALE_SIZES
 from sr_models import load_model
-from sr_models.constants import HUB_ORGANISATION
+from sr_models.cards import CardInfo, dataset_type
+from sr_models.constants import CONFIG_FILE, HUB_ORGANISATION
+from sr_models.degradations import PRESETS
+from sr_models.evaluation import find_images
 
-LICENCE_NOTE = (
-    "**These weights were trained on CelebA-HQ photographs, which are released for "
-    "non-commercial research use only; the weights inherit that restriction.** "
-    "Held-out validation faces (not used for training): {held_out}."
+CELEBA_TERMS = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
+#: The weights' licence: the strictest terms of their training data. The link is CelebA's
+#: terms, the stated terms that say "non-commercial research only"; the note names every source.
+LICENSE_NAME = "faces-non-commercial-research"
+LICENSE_LINK = CELEBA_TERMS
+#: Held-out sets the bundled weights are scored on: --held-out NAME -> (card name, model-index id).
+HELD_OUT_SETS = {
+    "celeba": ("CelebA-HQ held-out faces", "celeba-hq-faces-heldout"),
+    "studio": ("London Set held-out studio faces", "london-studio-faces-heldout"),
+}
+MODEL = "model"  # the run's model in the score tables
+
+
+@dataclass(frozen=True)
+class Source:
+    """Training photos of one origin: their file-name prefixes and terms (SOURCE.md)."""
+
+    prefixes: tuple[str, ...]
+    short: str  # in the card's training facts
+    what: str  # in the licence note
+    licence: str
+
+
+SOURCES = (
+    Source(("celebahq",), "CelebA-HQ (faces/)", "CelebA-HQ faces (`faces/`, clovaai/stargan-v2 samples)",
+           f"non-commercial research only ([CelebA terms]({CELEBA_TERMS}))"),
+    Source(("sean", "ddnm", "stylemapgan", "celebamaskhq"), "CelebA-HQ (faces-more)",
+           "CelebA-HQ faces (`faces-more/train`, SEAN, DDNM, StyleMapGAN, CelebAMask-HQ samples)",
+           f"non-commercial research only ([CelebA terms]({CELEBA_TERMS}))"),
+    Source(("alae",), "celebrity portraits of ALAE (faces-more)",
+           "realigned celebrity portraits (`faces-more/train`, ALAE samples)",
+           "no licence stated for the photos: research use only"),
+    Source(("gpen", "redegnet"), "FFHQ (faces-more)", "FFHQ faces (`faces-more/train`, GPEN and ReDegNet samples)",
+           "[CC BY-NC-SA 4.0](https://creativecommons.org/licenses/by-nc-sa/4.0/), each image under its own "
+           "Flickr licence"),
+    Source(("london",), "London Set (faces-more)",
+           "Face Research Lab London Set portraits (`faces-more/train`, neutral and smiling)",
+           "[CC BY 4.0](https://creativecommons.org/licenses/by/4.0/), DeBruine & Jones 2017, "
+           "doi:10.6084/m9.figshare.5047666.v5"),
 )
-LICENSE_NAME = "celeba-hq-non-commercial-research"
-LICENSE_LINK = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
-#: The slug the model cards give the held-out set (it is not a Hub dataset).
-HELD_OUT_ID = "celeba-hq-faces-heldout"
 
 
-def main(run_dir: str, target: str, val_dir: str) -> None:
-    model = load_model(run_dir)
-    if model.card_info is None:
-        raise SystemExit(f"{run_dir} has no model_card.json: was it written by train/espcn.py or train/hat.py?")
-    held_out = sorted(p.stem for p in Path(val_dir).glob("*.png"))
-    info = model.card_info
+def count_sources(train_dir: Path) -> list[tuple[Source, int]]:
+    """How many training faces each source gave (sources with none left out), from the
+    prefix before the first "_" of each file name; an unknown prefix stops the script,
+    since the card could not state that photo's licence."""
+    by_prefix = {prefix: source for source in SOURCES for prefix in source.prefixes}
+    faces = find_images(train_dir)
+    unknown = sorted(p.name for p in faces if p.stem.split("_")[0] not in by_prefix)
+    if not faces or unknown:
+        raise SystemExit(f"finalize: {train_dir} holds {'no faces' if not faces else 'faces of unknown origin'} "
+                         f"{unknown[:5]}; known prefixes: {sorted(by_prefix)}")
+    counts = Counter(by_prefix[p.stem.split("_")[0]] for p in faces)
+    return [(source, counts[source]) for source in SOURCES if counts[source]]
+
+
+def training_faces_dir(facts: dict, given: str | None) -> Path:
+    """``--train-dir``, else the run's training folder (``train/`` beside ``train_multiscale/``)."""
+    if given:
+        return Path(given)
+    folder = Path(facts["data"]["train_source"].split(" ", 1)[-1])  # "imagefolder DIR"
+    folder = folder.parent / "train" if folder.name == "train_multiscale" else folder
+    if not folder.is_dir():
+        raise SystemExit(f"finalize: the training faces {folder} are not a folder here; name them with --train-dir")
+    return folder
+
+
+def licence_note(counts: list[tuple[Source, int]], tables: list[dict]) -> str:
+    """The card's licence paragraph: every source with its count and terms, and the held-out sets."""
+    lines = ["**Non-commercial research use only.** The training faces come from sources with different "
+             "terms, and the weights inherit the strictest of them:", ""]
+    lines += [f"- {n} {source.what}: {source.licence}" for source, n in counts]
+    held_out = []
+    for table in tables:
+        if table["degradation"] is None:
+            names = [Path(p).stem for p in table["images"]]
+            shown = f": {', '.join(names)}" if len(names) <= 16 else ""
+            name = HELD_OUT_SETS.get(table["name"], (table["name"],))[0]
+            held_out.append(f"{name}, {len(names)} image{'s' * (len(names) != 1)}{shown}")
+    return "\n".join(lines + ["", f"Held out (never trained on): {'; '.join(held_out)}."])
+
+
+def card_evaluations(tables: list[dict]) -> list[dict]:
+    """Model-card evaluations (sr_models.cards.CardInfo) of the score tables."""
+    evaluations = []
+    for table in tables:
+        name, slug = HELD_OUT_SETS.get(table["name"], (table["name"], None))
+        evaluations.append({
+            "dataset": f"{name} ({len(table['images'])}, {table['hr_size']}x{table['hr_size']})",
+            "dataset_id": slug or dataset_type({"dataset": name}), "scale": table["scale"],
+            "images": len(table["images"]), "bicubic": _scores(table["summary"]["bicubic"]),
+            "model": _scores(table["summary"][MODEL]), "degradation": table["degradation"], "seed": table["seed"]})
+    return evaluations
+
+
+def _scores(summary: dict) -> dict:
+    return {"psnr": summary["psnr"], "ssim": summary["ssim"]}
+
+
+def training_data(counts: list[tuple[Source, int]], facts: dict) -> str:
+    """The card's "training data" fact: the faces by source, and the scale augmentation if used."""
+    total = sum(n for _, n in counts)
+    text = f"{total} faces: " + ", ".join(f"{n} {source.short}" for source, n in counts)
+    if facts.get("data", {}).get("train_source", "").endswith("train_multiscale"):
+        sizes = "/".join(map(str, MULTISCALE_SIZES))
+        text += f"; each at {sizes} px (scale augmentation, scripts.prepare_faces)"
+    return text
+
+
+def finalized_card(info: CardInfo, facts: dict, counts: list[tuple[Source, int]], tables: list[dict],
+                   target: Path) -> CardInfo:
+    """The run's card with the bundled weights' licence, data, scores and training cost."""
     info.license, info.license_name, info.license_link = "other", LICENSE_NAME, LICENSE_LINK
-    info.licence_note = LICENCE_NOTE.format(held_out=", ".join(held_out))
+    info.licence_note = licence_note(counts, tables)
     info.faces = True
-    info.repo_id = f"{HUB_ORGANISATION}/{Path(target).name}"
-    sizes = "/".join(map(str, MULTISCALE_SIZES))
-    info.training["dataset"] = (f"CelebA-HQ, {info.training.get('train_images', '?')} faces: at 256x256, then the same "
-                                f"faces at {sizes} px (scale augmentation, scripts/prepare_faces.py)")
-    for evaluation in info.evaluations:
-        evaluation["dataset"] = f"CelebA-HQ held-out faces ({len(held_out)}, 256x256)"
-        evaluation["dataset_id"] = HELD_OUT_ID
-    out = Path(target)
-    if out.exists():
-        shutil.rmtree(out)
-    model.save_pretrained(out, card_info=info)
+    info.repo_id = f"{HUB_ORGANISATION}/{target.name}"
+    info.evaluations = card_evaluations(tables)
+    info.training["dataset"] = training_data(counts, facts)
+    for key in ("steps", "wall_time_s", "hardware"):
+        if facts.get(key) is not None:
+            info.training[key] = facts[key]
+    return info
+
+
+def write_folder(model, info: CardInfo, run_dir: Path, target: Path) -> None:
+    """Replace ``target`` (only a weights folder or an empty one) by the finalized folder."""
+    if target.resolve() == run_dir.resolve():
+        raise SystemExit("finalize: the target is the run folder itself")
+    if target.exists():
+        if any(target.iterdir()) and not (target / CONFIG_FILE).is_file():
+            raise SystemExit(f"finalize: {target} is not a weights folder (no {CONFIG_FILE}); not replacing it")
+        shutil.rmtree(target)
+    model.save_pretrained(target, card_info=info)
     for extra in ("metrics.json", "training_facts.json"):
-        if (Path(run_dir) / extra).is_file():
-            shutil.copy2(Path(run_dir) / extra, out / extra)
-    size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
-    print(f"{out}: {size:.1f} MB")
+        if (run_dir / extra).is_file():
+            shutil.copy2(run_dir / extra, target / extra)
+
+
+def main(args: argparse.Namespace) -> None:
+    run_dir, target = Path(args.run_dir), Path(args.target)
+    model = load_model(str(run_dir))
+    facts_file = run_dir / "training_facts.json"
+    if model.card_info is None or not facts_file.is_file():
+        raise SystemExit(f"{run_dir} has no model_card.json or training_facts.json: "
+                         "was it written by train/espcn.py or train/hat.py?")
+    facts = json.loads(facts_file.read_text())
+    counts = count_sources(training_faces_dir(facts, args.train_dir))
+    degradations = [None, *([args.degradation] if args.degradation else [])]
+    tables = score_sets({MODEL: model}, args.held_out, degradations=degradations, seed=args.seed,
+                        scale=model.scale, hr_size=HR_SIZE)
+    info = finalized_card(model.card_info, facts, counts, tables, target)
+    write_folder(model, info, run_dir, target)
+    size = sum(p.stat().st_size for p in target.iterdir()) / 1e6
+    for evaluation in info.evaluations:
+        gain = evaluation["model"]["psnr"] - evaluation["bicubic"]["psnr"]
+        print(f"{evaluation['dataset']}, LR {evaluation['degradation'] or 'bicubic'}: "
+              f"{evaluation['model']['psnr']:.2f} dB ({gain:+.2f} over bicubic)")
+    print(f"{target}: {size:.1f} MB")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", help="the training run's output folder (--output_dir)")
+    parser.add_argument("target", help="the bundled folder to write (replaced if it is a weights folder)")
+    parser.add_argument("--held-out", action="append", required=True, type=named_folder, metavar="NAME=DIR",
+                        help=f"a held-out set to score (repeatable; names {sorted(HELD_OUT_SETS)} get their "
+                             "card names, e.g. celeba=data/faces256v2/val)")
+    parser.add_argument("--degradation", choices=sorted(PRESETS), default=None,
+                        help="also score every set under this seeded realistic degradation")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --degradation (default: %(default)s)")
+    parser.add_argument("--train-dir", default=None,
+                        help="the training faces, one file per face (default: from training_facts.json)")
+    return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", help="the training run's output folder (--output_dir)")
-    parser.add_argument("target", help="the bundled folder to write (replaced if it exists)")
-    parser.add_argument("val_dir", help="the held-out faces (data/faces256/val)")
-    args = parser.parse_args()
-    main(args.run_dir, args.target, args.val_dir)
+    main(parse_args())
