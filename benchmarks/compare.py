@@ -78,12 +78,12 @@ def score_sets(models: dict, sets: list[tuple[str, Path]], *, degradations: list
     ``degradations``: None for the protocol, or PRESETS names."""
     names = [name for name, _ in sets]
     if len(set(names)) != len(names):
-        raise SystemExit(f"compare: two sets share a name in {names}; name them with NAME=DIR")
+        raise SystemExit(f"two held-out sets share a name in {names}; name them with NAME=DIR")
     tables = []
     for name, folder in sets:
         hr_paths = find_images(folder)[:limit]
         if not hr_paths:
-            raise SystemExit(f"compare: no images in {folder}")
+            raise SystemExit(f"no images in {folder}")
         for degradation in degradations:
             result = evaluate(models, hr_paths, scale=scale, hr_size=hr_size, degradation=degradation, seed=seed,
                               device="cpu")
@@ -408,6 +408,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--readme", default=str(README), help="default: %(default)s")
     parser.add_argument("--study", default=str(STUDY), help="default: %(default)s")
     args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"--seed must be an integer >= 0, got {args.seed}")
     args.model = args.model or list(DEFAULT_MODELS)
     args.hr_size = args.hr_size or None
     return args

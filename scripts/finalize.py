@@ -209,7 +209,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of --degradation (default: %(default)s)")
     parser.add_argument("--train-dir", default=None,
                         help="the training faces, one file per face (default: from training_facts.json)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"--seed must be an integer >= 0, got {args.seed}")
+    return args
 
 
 if __name__ == "__main__":

@@ -141,7 +141,8 @@ class Evaluation:
         }
 
     def table(self) -> str:
-        rows = [f"LR: {describe_lr(self.degradation, self.seed)}", f"{'method':<28} {'PSNR-Y (dB)':>12} {'SSIM-Y':>8} {'s / image':>10}"]
+        rows = [f"LR: {describe_lr(self.degradation, self.seed)}",
+                f"{'method':<28} {'PSNR-Y (dB)':>12} {'SSIM-Y':>8} {'s / image':>10}"]
         for name, m in self.methods.items():
             s = m.summary
             rows.append(f"{name:<28} {s['psnr']:>12.2f} {s['ssim']:>8.4f} {s['seconds_per_image']:>10.3f}")
@@ -187,6 +188,8 @@ def evaluate(
         if model.scale != scale:
             raise ValueError(f"model {name!r} is x{model.scale}, but the evaluation is x{scale}")
     degradation_name, config = resolve_degradation(degradation)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"the seed of a degradation is an integer >= 0, got {seed!r}")
     methods = {BICUBIC: MethodResult(BICUBIC), **{name: MethodResult(name) for name in models}}
     names: list[str] = []
     for index, path in enumerate(hr_images):

@@ -109,3 +109,5 @@ def test_the_default_is_still_the_protocol(tmp_path):
     assert "the protocol" in default.table().splitlines()[0]
     with pytest.raises(ValueError, match="unknown degradation 'jpeg'.*'moderate'"):
         evaluate({}, images, scale=2, degradation="jpeg")
+    with pytest.raises(ValueError, match="integer >= 0, got -1"):
+        evaluate({}, images, scale=2, degradation="moderate", seed=-1)
