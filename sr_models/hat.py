@@ -5,7 +5,8 @@ Transformer", CVPR 2023 (arXiv:2205.04437). Upstream: XPixelGroup/HAT
 (hat/archs/hat_arch.py, Apache-2.0). An independent implementation that keeps the
 official constructor arguments and state-dict layout (same keys, shapes and order), so
 official checkpoints load strictly (:mod:`sr_models.convert_hat`) and our weights open
-in tools that read official HAT files.
+in tools that read official HAT files (except weights trained with ``global_residual``,
+an option the official forward does not have).
 
 ``attn_impl`` picks how the blocks attend, for the whole model (same weights, outputs
 within float rounding, tested): ``"math"`` is the reference in this file, upstream's
