@@ -4,7 +4,7 @@ The training scripts write the run's card (training facts, the validation scores
 held-out set, the comparison strip). This adds what only the bundled weights know:
 
 - the training data by source, counted from the file-name prefixes of the training faces
-  (each source of ``../shared/data/faces*/`` has its own prefix), with each source's
+  (each source folder of the face data has its own prefix: celebahq_, alae_, london_, ...), with each source's
   licence from the two SOURCE.md files: the weights are for non-commercial research only;
 - the scores on every held-out set (``--held-out NAME=DIR``) under the protocol and, with
   ``--degradation PRESET --seed N``, under that seeded realistic degradation too, each a
