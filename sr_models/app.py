@@ -255,8 +255,7 @@ def open_upload(path: str | None) -> tuple[Image.Image, list[str]]:
         raise gr.Error("Upload an image first (or pick an example).")
     with user_errors(path):
         image = load_image(path, max_pixels=MAX_UPLOAD_PIXELS)
-    with Image.open(path) as original:
-        frames = getattr(original, "n_frames", 1)
+    frames = image.info["n_frames"]  # counted by load_image: the file is not opened again
     notes = [f"The upload is animated ({frames} frames): only the first frame was used."] if frames > 1 else []
     return image, notes
 

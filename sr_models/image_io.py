@@ -77,14 +77,17 @@ def open_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
 
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Read an image file, checked (:func:`open_image`) and turned upright by its EXIF
-    orientation. An animated image gives its first frame, with a warning."""
+    orientation. An animated image gives its first frame, with a warning; the frame count
+    of the file is kept in ``image.info["n_frames"]``."""
     image = open_image(path, max_pixels)
-    warn_if_animated(image, str(path))
+    frames = warn_if_animated(image, str(path))
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt pixel data
         raise ImageInputError(f"{path}: corrupt image data ({err})") from err
-    return ImageOps.exif_transpose(image)  # a copy: single frame from here on
+    upright = ImageOps.exif_transpose(image)  # a copy: single frame from here on
+    upright.info["n_frames"] = frames
+    return upright
 
 
 def check_image_size(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> None:
@@ -98,10 +101,12 @@ def check_image_size(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS, n
         )
 
 
-def warn_if_animated(image: Image.Image, name: str = "image") -> None:
+def warn_if_animated(image: Image.Image, name: str = "image") -> int:
+    """The number of frames of ``image``, with a warning if it has several."""
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         logger.warning("%s is animated (%d frames); only the first frame is used", name, frames)
+    return frames
 
 
 def file_format(mode: str) -> tuple[str, str]:

@@ -126,9 +126,7 @@ def _load_pretrained(name: str, revision: str | None, kwargs: dict) -> SRModelMi
     if path.is_file():
         if path.suffix not in OFFICIAL_SUFFIXES:
             raise ValueError(f"{path} is a file but not a checkpoint ({', '.join(OFFICIAL_SUFFIXES)})")
-        model = load_official(path, **kwargs)
-        model.pretrained = True
-        return model
+        return load_official(path, **kwargs)
     if path.is_dir():
         config_file = path / CONFIG_FILE
         if not config_file.is_file():
