@@ -1,7 +1,8 @@
 """Regenerate the stored outputs of the bundled weights (tests/data/bundled_snapshots.safetensors).
 
 ``tests/test_bundled.py`` runs the stored input through each bundled model
-(``load_model("espcn-faces")``, ``load_model("hat-faces")``) and compares the result with the
+(``load_model(name)`` for every name of ``sr_models.loading.BUNDLED``: the study's
+``espcn-faces`` and ``hat-faces``, the real-photo ``espcn-real`` and ``hat-real``) and compares the result with the
 output stored here, so that a change of code that alters what the shipped weights produce
 is noticed. Rerun this script only when such a change is intended (new weights, a deliberate
 change of the forward pass), and say why in the commit:

@@ -1,15 +1,21 @@
 """ESPCN vs HAT vs bicubic, side by side: the sr-models Gradio app.
 
 Run ``sr-models app``, ``python -m sr_models.app`` (needs the ``[app]`` extra) or, in a
-source checkout or a Hugging Face Space, ``python app.py``. Weights: the bundled models
-(``sr_models.loading.DEFAULT_MODELS``); ``SR_ESPCN_MODEL`` / ``SR_HAT_MODEL`` may name a
-repo id or folder of trained weights of the same architecture instead. A value that names
-a preset (random weights) or another architecture stops the app at start-up with the
+source checkout or a Hugging Face Space, ``python app.py``.
+
+The user says what the input is. *Clean downscale*: the study's weights
+(``sr_models.loading.DEFAULT_MODELS``, trained on the protocol's bicubic LR). *Real photo*:
+the same architectures trained on realistic degradations (``REAL_PHOTO_MODELS``: blur,
+noise, JPEG), for the photos people have. Each bundled model's environment variable
+(``SR_ESPCN_MODEL``, ``SR_HAT_MODEL``, ``SR_ESPCN_REAL_MODEL``, ``SR_HAT_REAL_MODEL``) may
+name a repo id or folder of trained weights of the same architecture instead. A value that
+names a preset (random weights) or another architecture stops the app at start-up with the
 reason (and, if the app was launched without :func:`main`, every request shows it).
 
 Two modes. *Upscale* super-resolves the upload. *Benchmark* treats the upload as the HR
-original, degrades it with the project's protocol (PIL bicubic x4 down), super-resolves
-it with every model and scores each against the original (PSNR / SSIM on Y).
+original, degrades it as the chosen input kind says (clean: PIL bicubic x4 down, the
+protocol; real photo: the seeded realistic degradation its weights' benchmark uses),
+super-resolves it with every model and scores each against the original (PSNR / SSIM on Y).
 
 Every computation is a library call; this module only turns uploads into library inputs,
 results into files the browser shows, and library errors into messages.
@@ -38,10 +44,10 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image, UnidentifiedImageError
 
-from .evaluation import prepare_hr, score_image
+from .evaluation import describe_lr, make_lr, prepare_hr, resolve_degradation, score_image
 from .image_io import TIFF_MODES, ImageInputError, file_format, load_image, to_rgb
-from .loading import BUNDLED, DEFAULT_MODELS, load_bundled
-from .metrics import SSIM_WINDOW_SIZE, bicubic_upscale, degrade
+from .loading import BUNDLED, DEFAULT_MODELS, REAL_PHOTO_MODELS, load_bundled
+from .metrics import SSIM_WINDOW_SIZE, bicubic_upscale
 from .pipeline import upscale
 
 try:  # ZeroGPU Spaces: run the heavy function on a GPU; a no-op everywhere else.
@@ -56,13 +62,18 @@ logger = logging.getLogger(__name__)
 
 # A wheel carries the examples inside the package; a source checkout has them at the root.
 EXAMPLE_DIRS = (Path(__file__).parent / "examples", Path(__file__).resolve().parent.parent / "examples")
+#: Example files that are real-looking photos: picking one also picks REAL_PHOTO.
+REAL_PHOTO_EXAMPLES = {"london_face_photo.jpg"}
 BICUBIC = "Bicubic"
-#: Slot label (the architecture) -> bundled model name, in DEFAULT_MODELS order.
-MODEL_NAMES = {BUNDLED[name].architecture: name for name in DEFAULT_MODELS}
-METHODS = (BICUBIC, *MODEL_NAMES)
+CLEAN_DOWNSCALE, REAL_PHOTO = "Clean downscale", "Real photo"
+#: What the input is -> {slot label (the architecture): bundled model name}, in order.
+INPUT_KINDS = {kind: {BUNDLED[name].architecture: name for name in names}
+               for kind, names in ((CLEAN_DOWNSCALE, DEFAULT_MODELS), (REAL_PHOTO, REAL_PHOTO_MODELS))}
+METHODS = (BICUBIC, *INPUT_KINDS[CLEAN_DOWNSCALE])
+assert all(tuple(slots) == METHODS[1:] for slots in INPUT_KINDS.values()), "every input kind fills the same slots"
 #: Upscale mode has no score to pick the best model by: show the study's winner, the
-#: last default model (HAT; docs/study.md).
-STRONGEST = list(MODEL_NAMES)[-1]
+#: last slot (HAT; docs/study.md).
+STRONGEST = METHODS[-1]
 UPSCALE_MODE, BENCHMARK_MODE = "Upscale", "Benchmark"
 
 #: Inputs up to this many LR pixels run in one piece; above it they are tiled automatically.
@@ -105,37 +116,41 @@ class UploadedImage(gr.Image):
 
 
 @functools.cache
-def get_models() -> dict[str, tuple]:
-    """(model, source) per slot, loaded once per process. ValueError when an
-    SR_*_MODEL override names a preset, another architecture or another scale."""
-    models = {label: load_bundled(name) for label, name in MODEL_NAMES.items()}
+def get_models(kind: str = CLEAN_DOWNSCALE) -> dict[str, tuple]:
+    """(model, source) per slot for one input kind, loaded once per process. ValueError
+    when an SR_*_MODEL override names a preset, another architecture or another scale."""
+    names = INPUT_KINDS[kind]
+    models = {label: load_bundled(name) for label, name in names.items()}
     scales = {label: model.scale for label, (model, _) in models.items()}
     if len(set(scales.values())) > 1:
-        env_vars = " / ".join(BUNDLED[name].env_var for name in MODEL_NAMES.values())
+        env_vars = " / ".join(BUNDLED[name].env_var for name in names.values())
         raise ValueError(f"the models must share one scale, got {scales}: check {env_vars}")
     return models
 
 
-def _models() -> dict[str, tuple]:
-    """get_models(), with a misconfiguration shown in the UI."""
+def _models(kind: str = CLEAN_DOWNSCALE) -> dict[str, tuple]:
+    """get_models(kind), with a misconfiguration shown in the UI."""
+    if kind not in INPUT_KINDS:
+        raise gr.Error(f"Unknown input kind {kind!r}; choose {' or '.join(map(repr, INPUT_KINDS))}.")
     try:
-        return get_models()
+        return get_models(kind)
     except (ValueError, OSError) as err:
         raise gr.Error(f"The app's weights are misconfigured: {err}") from err
 
 
 def check_weights() -> None:
-    """Load the models now: a misconfigured SR_*_MODEL stops the app with its reason
+    """Load every model now: a misconfigured SR_*_MODEL stops the app with its reason
     (a Space must not serve wrong weights under the right label)."""
     try:
-        get_models()
+        for kind in INPUT_KINDS:
+            get_models(kind)
     except (ValueError, OSError) as err:
         raise SystemExit(f"sr-models app: cannot start: {err}") from err
 
 
 def weights_note() -> str:
-    lines = [f"- **{label}**: {source} (x{model.scale}, {model.num_parameters:,} parameters)"
-             for label, (model, source) in _models().items()]
+    lines = [f"- **{label}** ({kind.lower()}): {source} (x{model.scale}, {model.num_parameters:,} parameters)"
+             for kind in INPUT_KINDS for label, (model, source) in _models(kind).items()]
     return "Weights in use:\n" + "\n".join(lines)
 
 
@@ -270,14 +285,15 @@ def mode_note(mode: str, benchmark: bool) -> list[str]:
 
 
 @gpu
-def super_resolve(lr: Image.Image, force_tiling: bool, progress=gr.Progress()) -> dict[str, tuple[Image.Image, float]]:
-    """Every method on the LR image: {method: (output, seconds)}."""
+def super_resolve(lr: Image.Image, force_tiling: bool, kind: str = CLEAN_DOWNSCALE,
+                  progress=gr.Progress()) -> dict[str, tuple[Image.Image, float]]:
+    """Every method (the models of input ``kind``) on the LR image: {method: (output, seconds)}."""
     w, h = lr.size
     if w * h > MAX_INPUT_PIXELS:
         raise gr.Error(f"The image is {w}x{h}; the limit is {MAX_INPUT_PIXELS / 1e6:.1f} MP of model input. "
                        "Downscale it first.")
     tile = TILE_SIZE if force_tiling or w * h > MAX_UNTILED_PIXELS else None
-    models = _models()
+    models = _models(kind)
     scale = models[STRONGEST][0].scale
     start = time.perf_counter()
     results = {BICUBIC: (bicubic_upscale(lr, scale), time.perf_counter() - start)}
@@ -289,38 +305,49 @@ def super_resolve(lr: Image.Image, force_tiling: bool, progress=gr.Progress()) -
     return results
 
 
-def benchmark_input(image: Image.Image, scale: int) -> tuple[Image.Image, Image.Image]:
-    """(HR, LR) of the protocol; the size is checked first (SSIM needs a window of LR pixels)."""
+def benchmark_degradation(kind: str) -> str | None:
+    """The degradation benchmark mode applies for an input kind: the one the kind's HAT
+    weights were trained for (None: the protocol's bicubic downscale)."""
+    return BUNDLED[INPUT_KINDS[kind][STRONGEST]].degradation
+
+
+def benchmark_input(image: Image.Image, scale: int, degradation: str | None = None) -> tuple[Image.Image, Image.Image]:
+    """(HR, LR): the protocol's HR and its LR under ``degradation`` (None: bicubic; a
+    preset: that realistic degradation, seed 0, the first image of the evaluation's
+    sequence). The size is checked first (SSIM needs a window of LR pixels)."""
     min_side = scale * SSIM_WINDOW_SIZE
     if min(image.size) < min_side:
         raise gr.Error(f"Benchmark mode needs an image of at least {min_side}px per side; "
                        f"this one is {image.width}x{image.height}.")
     hr = prepare_hr(image, scale)
-    return hr, degrade(hr, scale)
+    return hr, make_lr(hr, scale, resolve_degradation(degradation)[1], seed=0, index=0)
 
 
 def compare(image_path: str | None, mode: str, left: str, right: str, force_tiling: bool,
-            progress=gr.Progress()):
+            kind: str = CLEAN_DOWNSCALE, progress=gr.Progress()):
     """The app's handler: (slider left|right, slider bicubic|best, table, downloads, note)."""
     if left == right:
         raise gr.Error("Pick two different methods to compare.")
     image, notes = open_upload(image_path)
     notes += mode_note(image.mode, mode == BENCHMARK_MODE)
-    scale = _models()[STRONGEST][0].scale
-    hr, lr = benchmark_input(image, scale) if mode == BENCHMARK_MODE else (None, image)
+    scale = _models(kind)[STRONGEST][0].scale
+    degradation = benchmark_degradation(kind)
+    hr, lr = benchmark_input(image, scale, degradation) if mode == BENCHMARK_MODE else (None, image)
     with user_errors(image_path):
-        results = super_resolve(lr, force_tiling, progress)
+        results = super_resolve(lr, force_tiling, kind, progress)
     rows = [[method, round(seconds, 3)] for method, (_, seconds) in results.items()]
     best = STRONGEST
     if hr is not None:
         scores = {method: score_image(out, hr, scale) for method, (out, _) in results.items()}
         for row in rows:
             row += [round(scores[row[0]]["psnr"], 2), round(scores[row[0]]["ssim"], 4)]
-        best = max(MODEL_NAMES, key=lambda method: scores[method]["psnr"])
-        notes.insert(0, f"Benchmark: the upload ({hr.width}x{hr.height}) was degraded to {lr.width}x{lr.height} "
-                        f"and super-resolved x{scale}; scores are against the original. Best: **{best}**.")
+        best = max(METHODS[1:], key=lambda method: scores[method]["psnr"])
+        notes.insert(0, f"Benchmark ({kind.lower()}): the upload ({hr.width}x{hr.height}) was degraded to "
+                        f"{lr.width}x{lr.height} ({describe_lr(degradation, 0 if degradation else None)}) and "
+                        f"super-resolved x{scale}; scores are against the original. Best: **{best}**.")
     else:
-        notes.insert(0, f"Upscaled {lr.width}x{lr.height} → {lr.width * scale}x{lr.height * scale} (x{scale}).")
+        notes.insert(0, f"Upscaled {lr.width}x{lr.height} → {lr.width * scale}x{lr.height * scale} (x{scale}) "
+                        f"with the {kind.lower()} weights.")
     headers = ["method", "seconds"] + (["PSNR-Y (dB)", "SSIM-Y"] if hr is not None else [])
     shown, downloads = save_results({method: out for method, (out, _) in results.items()})
     return ((shown[left], shown[right]), (shown[BICUBIC], shown[best]),
@@ -331,12 +358,18 @@ def compare(image_path: str | None, mode: str, left: str, right: str, force_tili
 
 
 def example_images(dirs=EXAMPLE_DIRS) -> list[str]:
-    """The example PNGs of the first of ``dirs`` that has any (package, then checkout)."""
+    """The example images (PNG, JPEG) of the first of ``dirs`` that has any (package, then checkout)."""
     for folder in dirs:
-        examples = sorted(str(p) for p in Path(folder).glob("*.png"))
+        examples = sorted(str(p) for p in Path(folder).iterdir() if p.suffix in (".png", ".jpg")) \
+            if Path(folder).is_dir() else []
         if examples:
             return examples
     return []
+
+
+def example_rows(examples: list[str]) -> list[list[str]]:
+    """[image, input kind] per example: the real-looking photos come with REAL_PHOTO."""
+    return [[path, REAL_PHOTO if Path(path).name in REAL_PHOTO_EXAMPLES else CLEAN_DOWNSCALE] for path in examples]
 
 
 def build_demo(cache_max_age_s: float = CACHE_MAX_AGE_S) -> gr.Blocks:
@@ -345,13 +378,18 @@ def build_demo(cache_max_age_s: float = CACHE_MAX_AGE_S) -> gr.Blocks:
         gr.Markdown(
             "# ESPCN vs HAT vs bicubic\n"
             "A classic CNN (ESPCN) against a modern transformer (HAT) on x4 super-resolution. "
+            "Say what your image is: a **clean downscale** (the study's weights, trained on bicubic "
+            "downscaling) or a **real photo** (weights trained on blur, noise and JPEG). "
             "*Upscale* super-resolves your image; *Benchmark* treats it as the original, degrades it "
-            "(bicubic x4 down) and scores every method against it (PSNR / SSIM on Y)."
+            "to match the choice (bicubic x4 down, or blur, noise and JPEG) and scores every method "
+            "against it (PSNR / SSIM on Y)."
         )
         with gr.Row():
             with gr.Column(scale=1):
                 image = UploadedImage(type="filepath", image_mode=None, label="Image",
                                       sources=["upload", "clipboard"])
+                kind = gr.Radio(list(INPUT_KINDS), value=CLEAN_DOWNSCALE, label="The input is",
+                                info="picks the weights (and benchmark mode's degradation)")
                 mode = gr.Radio([UPSCALE_MODE, BENCHMARK_MODE], value=UPSCALE_MODE, label="Mode")
                 with gr.Row():
                     left = gr.Dropdown(list(METHODS), value=METHODS[1], label="Slider left")
@@ -360,7 +398,8 @@ def build_demo(cache_max_age_s: float = CACHE_MAX_AGE_S) -> gr.Blocks:
                     False, label=f"Tile ({TILE_SIZE}px tiles; automatic above {MAX_UNTILED_PIXELS // 1000}k pixels)")
                 run = gr.Button("Run", variant="primary")
                 if examples:
-                    gr.Examples(examples, inputs=image, label="Examples (public domain)")
+                    gr.Examples(example_rows(examples), inputs=[image, kind],
+                                label="Examples (licences: examples/LICENSE.md)")
                 weights = gr.Markdown()
             with gr.Column(scale=2):
                 note = gr.Markdown()
@@ -373,11 +412,11 @@ def build_demo(cache_max_age_s: float = CACHE_MAX_AGE_S) -> gr.Blocks:
         demo.load(weights_note, None, weights)
         sweeper = CacheSweeper(demo, CACHE_SWEEP_EVERY_S, cache_max_age_s)
 
-        def run_compare(image_path, mode, left, right, force_tiling, progress=gr.Progress()):
+        def run_compare(image_path, mode, left, right, force_tiling, kind, progress=gr.Progress()):
             sweeper.maybe_sweep()
-            return compare(image_path, mode, left, right, force_tiling, progress)
+            return compare(image_path, mode, left, right, force_tiling, kind, progress)
 
-        run.click(run_compare, [image, mode, left, right, force_tiling], [pair, best, table, downloads, note],
+        run.click(run_compare, [image, mode, left, right, force_tiling, kind], [pair, best, table, downloads, note],
                   api_name="compare", concurrency_limit=CONCURRENCY_LIMIT)
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY_LIMIT)
     return demo

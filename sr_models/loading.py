@@ -28,14 +28,24 @@ class BundledWeights:
     folder: str  #: folder under weights/
     env_var: str  #: environment variable whose repo id or folder replaces them
     architecture: str  #: the class they hold; an override must hold the same
+    #: the LR they were trained for: None, the protocol's bicubic downscale ("clean
+    #: downscale"); else the realistic degradation preset (sr_models.degradations) that
+    #: their benchmark uses ("real photo")
+    degradation: str | None = None
 
 
 BUNDLED: dict[str, BundledWeights] = {
     "espcn-faces": BundledWeights("espcn-faces-x4", "SR_ESPCN_MODEL", "ESPCN"),
     "hat-faces": BundledWeights("hat-small-faces-x4", "SR_HAT_MODEL", "HAT"),
+    "espcn-real": BundledWeights("espcn-real-x4", "SR_ESPCN_REAL_MODEL", "ESPCN", "moderate"),
+    "hat-real": BundledWeights("hat-small-real-x4", "SR_HAT_REAL_MODEL", "HAT", "moderate"),
 }
-#: The models every default list compares (CLI evaluate, the app, benchmarks), in order.
-DEFAULT_MODELS = list(BUNDLED)
+#: The models every default list compares (CLI evaluate, the app, benchmarks), in order:
+#: the study's, trained on the protocol's bicubic LR.
+DEFAULT_MODELS = ["espcn-faces", "hat-faces"]
+#: The same architectures trained on realistic degradations, for real photos (the app's
+#: "real photo" choice; docs/degradations.md).
+REAL_PHOTO_MODELS = ["espcn-real", "hat-real"]
 # A wheel carries weights/ inside the package; a source checkout has it at the root.
 _WEIGHTS_DIRS = [Path(__file__).parent / "weights", Path(__file__).resolve().parent.parent / "weights"]
 #: Single files that hold official HAT weights (BasicSR .pth, or converted .safetensors).
@@ -57,7 +67,8 @@ def bundled_folder(name: str) -> Path:
 def load_bundled(name: str) -> tuple[SRModelMixin, str]:
     """A bundled model and where its weights came from.
 
-    If the model's environment variable (``SR_ESPCN_MODEL`` / ``SR_HAT_MODEL``) names a
+    If the model's environment variable (``SR_ESPCN_MODEL``, ``SR_HAT_MODEL``,
+    ``SR_ESPCN_REAL_MODEL``, ``SR_HAT_REAL_MODEL``: ``BUNDLED[name].env_var``) names a
     repo id or folder, that is loaded instead. It must hold trained weights of the same
     architecture (ValueError otherwise: a misconfiguration is reported, never papered
     over). Only when a repo id cannot be fetched (Hub unreachable, not in the cache) are
@@ -91,8 +102,9 @@ def load_model(name_or_path: str | os.PathLike, *, scale: int | None = None, rev
     """A model from bundled weights, a ``save_pretrained`` folder, a Hub repo id, an
     official HAT checkpoint file, or (only with ``random_weights=True``) a preset name.
 
-    - bundled weights (``"espcn-faces"``, ``"hat-faces"``): trained x4 models shipped in
-      ``weights/`` (an ``SR_ESPCN_MODEL`` / ``SR_HAT_MODEL`` repo id overrides them);
+    - bundled weights (``"espcn-faces"``, ``"hat-faces"``; for real photos ``"espcn-real"``,
+      ``"hat-real"``): trained x4 models shipped in ``weights/`` (a repo id in the
+      model's environment variable, e.g. ``SR_HAT_MODEL``, overrides them);
     - folder / repo id (``"user/name"``, optionally at ``revision``): pretrained weights,
       loaded strictly; offline from the local cache when ``HF_HUB_OFFLINE=1``;
     - ``.pth`` / ``.safetensors`` file: an official HAT checkpoint, converted;

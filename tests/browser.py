@@ -4,6 +4,7 @@ Used by tests/test_app.py, and by hand for the README screenshot:
 
     python app.py &   # then
     python tests/browser.py http://127.0.0.1:7860 examples/astronaut.png docs/app_screenshot.png Benchmark
+    python tests/browser.py http://127.0.0.1:7860 examples/london_face_photo.jpg shot.png Upscale "Real photo"
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ def chromium_path() -> str | None:
 
 
 def run_in_browser(url: str, image_path: str, screenshot_path: str, mode: str = "Upscale",
-                   timeout_ms: int = 120_000) -> list[dict]:
-    """Upload ``image_path``, pick ``mode``, press Run, wait until the first slider shows
-    two loaded images, save a screenshot. Returns the first slider's images as loaded
-    (natural size and source)."""
+                   kind: str = "Clean downscale", timeout_ms: int = 120_000) -> tuple[list[dict], str]:
+    """Upload ``image_path``, pick the input ``kind`` and ``mode``, press Run, wait until
+    the first slider shows two loaded images, save a screenshot. Returns the first
+    slider's images as loaded (natural size and source) and the page's text."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -30,6 +31,7 @@ def run_in_browser(url: str, image_path: str, screenshot_path: str, mode: str = 
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         page.locator("input[type=file]").first.set_input_files(image_path)
+        page.get_by_label(kind, exact=True).check()
         page.get_by_label(mode, exact=True).check()
         page.get_by_role("button", name="Run").click()
         page.wait_for_function(
@@ -46,12 +48,13 @@ def run_in_browser(url: str, image_path: str, screenshot_path: str, mode: str = 
                 return [...sliders[0].querySelectorAll('img')].map(i => ({w: i.naturalWidth, h: i.naturalHeight, src: i.src}));
             }"""
         )
+        text = page.inner_text("body")
         page.mouse.move(0, 0)  # no hover or focus styling in the screenshot
         page.locator("body").click(position={"x": 1, "y": 1})
         page.screenshot(path=screenshot_path, full_page=True)
         browser.close()
-    return sizes
+    return sizes, text
 
 
 if __name__ == "__main__":
-    print(run_in_browser(sys.argv[1], sys.argv[2], sys.argv[3], *(sys.argv[4:5])))
+    print(run_in_browser(sys.argv[1], sys.argv[2], sys.argv[3], *(sys.argv[4:6]))[0])

@@ -15,8 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import torch
+
 from sr_models import ESPCN, HAT, upscale
+from sr_models.degradations import PRESETS
 from sr_models.image_io import to_rgb
+from sr_models.loading import BUNDLED
 from sr_models.metrics import bicubic_upscale, degrade, psnr, ssim
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,10 +32,16 @@ ONE_LEVEL = 1
 
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
-    """Tiny x4 models saved as folders (untrained, but loaded as weights from a folder)."""
+    """Tiny x4 models saved as folders (untrained, but loaded as weights from a folder),
+    one per bundled model, each with its own random weights (so outputs tell them apart)."""
     folder = tmp_path_factory.mktemp("weights")
-    ESPCN.from_preset("espcn-tiny").save_pretrained(folder / "espcn")
-    HAT.from_preset("hat-tiny").save_pretrained(folder / "hat")
+    for seed, name in enumerate(BUNDLED):
+        torch.manual_seed(seed)
+        cls, preset = (HAT, "hat-tiny") if BUNDLED[name].architecture == "HAT" else (ESPCN, "espcn-tiny")
+        cls.from_preset(preset).save_pretrained(folder / name)
+    # the names the tests use for the study's pair
+    (folder / "espcn").symlink_to(folder / "espcn-faces")
+    (folder / "hat").symlink_to(folder / "hat-faces")
     return folder
 
 
@@ -39,8 +49,8 @@ def saved_models(tmp_path_factory):
 def app_module(saved_models):
     """sr_models.app with the tiny models standing in for the bundled weights (via the env vars)."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("SR_ESPCN_MODEL", str(saved_models / "espcn"))
-    mp.setenv("SR_HAT_MODEL", str(saved_models / "hat"))
+    for name, entry in BUNDLED.items():
+        mp.setenv(entry.env_var, str(saved_models / name))
     from sr_models import app
 
     app.get_models.cache_clear()
@@ -105,7 +115,16 @@ def test_examples_come_from_the_package_first_then_the_checkout(app_module, tmp_
 
 def test_weights_note_names_the_sources(app_module):
     note = app_module.weights_note()
-    assert "SR_ESPCN_MODEL" in note and "SR_HAT_MODEL" in note and "x4" in note
+    assert all(entry.env_var in note for entry in BUNDLED.values()) and "x4" in note
+    assert "(real photo)" in note and "(clean downscale)" in note
+
+
+def test_examples_that_are_photos_pick_the_real_photo_weights(app_module):
+    rows = dict(app_module.example_rows(app_module.example_images()))
+    kinds = {Path(path).name: kind for path, kind in rows.items()}
+    assert kinds["astronaut_face_lr.png"] == "Clean downscale"
+    assert kinds["london_face_photo.jpg"] == "Real photo"
+    assert Image.open(ROOT / "examples" / "london_face_photo.jpg").format == "JPEG"
 
 
 def test_a_preset_in_the_env_var_stops_the_app_and_never_fills_the_slot(fresh_models, monkeypatch):
@@ -189,6 +208,40 @@ def test_user_mistakes_raise_gr_errors(app_module, photo, tmp_path):
     Image.new("RGB", (1100, 1000)).save(big)
     with pytest.raises(gr.Error, match="limit"):
         app_module.compare(str(big), "Upscale", "ESPCN", "HAT", False)
+
+
+def test_real_photo_uses_the_real_photo_weights(app_module, photo):
+    pair, _, _, _, note = app_module.compare(photo, "Upscale", "ESPCN", "HAT", False, "Real photo")
+    real, clean = app_module.get_models("Real photo"), app_module.get_models("Clean downscale")
+    lr = Image.open(photo)
+    assert _max_level_difference(Image.open(pair[1]), upscale(real["HAT"][0], lr)) <= ONE_LEVEL
+    assert _max_level_difference(Image.open(pair[1]), upscale(clean["HAT"][0], lr)) > 3 * ONE_LEVEL
+    assert "real photo weights" in note
+
+
+def test_real_photo_benchmark_degrades_with_the_realistic_preset(app_module, photo):
+    _, _, table, _, note = app_module.compare(photo, "Benchmark", "ESPCN", "HAT", False, "Real photo")
+    hr = Image.open(photo).convert("RGB")
+    from sr_models.degradations import degrade_realistic
+
+    lr = degrade_realistic(hr, 4, PRESETS["moderate"], seed=0, index=0)
+    assert _max_level_difference(lr, degrade(hr, 4)) > 3 * ONE_LEVEL  # really another LR than the protocol's
+    rows = {row[0]: row for row in table["data"]}
+    sr = upscale(app_module.get_models("Real photo")["ESPCN"][0], lr)
+    assert rows["ESPCN"][2] == pytest.approx(psnr(sr, hr, crop_border=4), abs=PSNR_SHOWN)
+    assert rows["Bicubic"][2] == pytest.approx(psnr(bicubic_upscale(lr, 4), hr, crop_border=4), abs=PSNR_SHOWN)
+    assert "'moderate', seed 0" in note
+
+
+def test_an_unknown_input_kind_is_a_clear_error(app_module, photo):
+    with pytest.raises(gr.Error, match="Unknown input kind 'Noisy'.*Clean downscale"):
+        app_module.compare(photo, "Upscale", "ESPCN", "HAT", False, "Noisy")
+
+
+def test_a_preset_in_a_real_photo_env_var_stops_the_app(fresh_models, monkeypatch):
+    monkeypatch.setenv("SR_HAT_REAL_MODEL", "hat-s")
+    with pytest.raises(SystemExit, match="SR_HAT_REAL_MODEL=.hat-s.* preset"):
+        fresh_models.check_weights()
 
 
 @pytest.mark.parametrize("size", [(1, 1), (43, 100)])
@@ -344,10 +397,10 @@ def client(app_module):
     app_module.demo.close()
 
 
-def _run(client, path, mode="Upscale"):
+def _run(client, path, mode="Upscale", kind="Clean downscale"):
     from gradio_client import handle_file
 
-    return client.predict(handle_file(path), mode, "ESPCN", "HAT", False, api_name="/compare")
+    return client.predict(handle_file(path), mode, "ESPCN", "HAT", False, kind, api_name="/compare")
 
 
 def test_client_upload_gives_two_outputs_of_the_right_size(client, photo):
@@ -407,16 +460,20 @@ def test_eight_concurrent_requests_and_recovery_after_a_corrupt_upload(client, p
     assert Image.open(pair[0]).size == (224, 192)
 
 
-def test_real_browser_shows_the_slider_with_both_images(client, app_module, tmp_path):
+@pytest.mark.parametrize("example,kind", [("astronaut_face_lr.png", "Clean downscale"),
+                                          ("london_face_photo.jpg", "Real photo")])
+def test_real_browser_shows_the_slider_with_both_images(client, app_module, tmp_path, example, kind):
     from browser import chromium_path, run_in_browser
 
     if chromium_path() is None:
         if os.environ.get("CI"):
             pytest.fail("CI must install Chromium (apt-get install chromium) for the browser test")
         pytest.skip("no Chromium on this machine (apt-get install chromium)")
-    example = next(p for p in app_module.example_images() if p.endswith("astronaut_face_lr.png"))
+    path = next(p for p in app_module.example_images() if p.endswith(example))
     shot = tmp_path / "app.png"
-    images = run_in_browser(app_module.demo.local_url, example, str(shot))
-    assert len(images) == 2 and all((i["w"], i["h"]) == (160, 160) for i in images)
+    images, text = run_in_browser(app_module.demo.local_url, path, str(shot), kind=kind)
+    expected = tuple(4 * side for side in Image.open(path).size)
+    assert len(images) == 2 and all((i["w"], i["h"]) == expected for i in images)
     assert images[0]["src"] != images[1]["src"]
+    assert f"with the {kind.lower()} weights" in text  # the choice reached the handler
     assert shot.stat().st_size > 10_000
