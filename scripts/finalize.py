@@ -9,7 +9,10 @@ held-out set, the comparison strip). This adds what only the bundled weights kno
 - the scores on every held-out set (``--held-out NAME=DIR``) under the protocol and, with
   ``--degradation PRESET --seed N``, under that seeded realistic degradation too, each a
   result of its own in model-index (scored by sr_models.evaluation, as the study does);
-- the training cost (wall time, steps, hardware) from the run's training_facts.json.
+- the training cost (wall time, steps, hardware) from the run's training_facts.json; for a
+  run fine-tuned from other weights (``--pretrained_model_name_or_path`` a folder with
+  its own training_facts.json, e.g. a bundled folder), the weights it started from
+  (also the card's ``base_model``) and the total cost of both runs.
 
     python -m scripts.finalize runs/espcn-faces-v2-x4 weights/espcn-faces-x4 \\
         --held-out celeba=data/faces256v2/val --held-out studio=data/faces256v2/val_studio \\
@@ -32,7 +35,7 @@ from pathlib import Path
 from benchmarks.compare import named_folder, score_sets
 from scripts.prepare_faces import HR_SIZE, MULTISCALE_SIZES
 from sr_models import load_model
-from sr_models.cards import CardInfo, dataset_type
+from sr_models.cards import CardInfo, dataset_type, format_duration
 from sr_models.constants import CONFIG_FILE, HUB_ORGANISATION
 from sr_models.degradations import PRESETS
 from sr_models.evaluation import find_images
@@ -146,6 +149,22 @@ def training_data(counts: list[tuple[Source, int]], facts: dict) -> str:
     return text
 
 
+def base_facts(facts: dict) -> dict | None:
+    """The training facts of the weights a fine-tuning run started from, when they are a
+    local folder written by the training scripts (None for a run from scratch)."""
+    start = facts.get("pretrained_from")
+    if not start or not (Path(start) / "training_facts.json").is_file():
+        return None
+    return json.loads((Path(start) / "training_facts.json").read_text())
+
+
+def fine_tuning_cost(facts: dict, base: dict, base_model: str) -> dict:
+    """Training facts naming the base weights and the cost of both runs together."""
+    steps, seconds = facts["steps"] + base["steps"], facts["wall_time_s"] + base["wall_time_s"]
+    return {"fine_tuned_from": f"{base_model} ({base['steps']:,} steps, {format_duration(base['wall_time_s'])})",
+            "total_cost": f"{steps:,} steps, {format_duration(seconds)} (the weights it started from, then this run)"}
+
+
 def finalized_card(info: CardInfo, facts: dict, counts: list[tuple[Source, int]], tables: list[dict],
                    target: Path) -> CardInfo:
     """The run's card with the bundled weights' licence, data, scores and training cost."""
@@ -158,6 +177,10 @@ def finalized_card(info: CardInfo, facts: dict, counts: list[tuple[Source, int]]
     for key in ("steps", "wall_time_s", "hardware"):
         if facts.get(key) is not None:
             info.training[key] = facts[key]
+    base = base_facts(facts)
+    if base:
+        info.base_model = f"{HUB_ORGANISATION}/{Path(facts['pretrained_from']).name}"
+        info.training.update(fine_tuning_cost(facts, base, info.base_model))
     return info
 
 

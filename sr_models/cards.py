@@ -39,6 +39,8 @@ TRAINING_LABELS = {
     "hardware": "hardware",
     "processes": "processes",
     "wall_time_s": "wall-clock time",
+    "fine_tuned_from": "fine-tuned from",
+    "total_cost": "total training cost",
     "command": "command",
 }
 
@@ -113,10 +115,15 @@ def preset_of(model) -> str:
     return "custom"
 
 
+def format_duration(seconds: float) -> str:
+    """A wall-clock time as the cards write it: "45 min", "2 h 05 min"."""
+    minutes = round(float(seconds) / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
 def _format_value(key: str, value) -> str:
     if key == "wall_time_s":
-        minutes = round(float(value) / 60)
-        return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+        return format_duration(value)
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, int) and not isinstance(value, bool):

@@ -102,6 +102,22 @@ def test_the_card_states_the_licence_the_sources_and_the_training_cost(run, tmp_
     assert info.repo_id == "sr-models/espcn-faces-x4"
 
 
+def test_a_fine_tuned_run_names_its_base_weights_and_the_cost_of_both_runs(run, tmp_path):
+    run_dir, data = run
+    base = tmp_path / "weights" / "espcn-faces-x4"
+    _finalize(run_dir, base, data)  # the base weights: 12,000 steps, 5,430.5 s
+    facts = json.loads((run_dir / "training_facts.json").read_text())
+    facts.update(steps=8000, wall_time_s=1500.0, pretrained_from=str(base))
+    (run_dir / "training_facts.json").write_text(json.dumps(facts))
+    target = tmp_path / "weights" / "espcn-real-x4"
+    _finalize(run_dir, target, data)
+    card = ModelCard.load(target / "README.md")
+    assert card.data.base_model == "sr-models/espcn-faces-x4"
+    assert "| fine-tuned from | sr-models/espcn-faces-x4 (12,000 steps, 1 h 31 min) |" in card.text
+    assert "| total training cost | 20,000 steps, 1 h 56 min (the weights it started from, then this run) |" in card.text
+    assert "| wall-clock time | 25 min |" in card.text  # this run alone
+
+
 def test_a_training_face_of_unknown_origin_stops_it(run, tmp_path):
     run_dir, data = run
     Image.new("RGB", (8, 8)).save(data / "train" / "scraped_1.png")
