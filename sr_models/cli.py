@@ -294,6 +294,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"parameters:   {model.num_parameters:,} ({model.num_parameters / 1e6:.2f} M)")
     print(f"pad multiple: {model.pad_multiple}")
     print(f"format:       {_portability(model)}")
+    training_lr = ((model.card_info.training if model.card_info else None) or {}).get("degradation")
+    if training_lr:  # the model card of weights the training scripts wrote says how their LR was made
+        print(f"trained on:   {training_lr}")
     print("config:       " + json.dumps(model.config, sort_keys=True))
     return 0
 

@@ -98,6 +98,16 @@ def test_info_says_whether_the_weights_are_trained(model_dir, capsys):
     assert "weights:      pretrained (bundled weights/" in capsys.readouterr().out
 
 
+def test_info_says_what_lr_the_bundled_weights_were_trained_on(capsys):
+    assert main(["info", "hat-faces"]) == 0
+    assert "trained on:   bicubic (PIL bicubic downscale, the evaluation protocol)" in capsys.readouterr().out
+    assert main(["info", "espcn-real"]) == 0
+    assert "trained on:   realistic (Real-ESRGAN-style blur, resize, noise and JPEG, first order; preset 'moderate')" \
+        in capsys.readouterr().out
+    assert main(["info", "espcn-tiny"]) == 0  # a preset has no training to speak of
+    assert "trained on" not in capsys.readouterr().out
+
+
 def test_info_says_plainly_when_hat_weights_need_sr_models(capsys):
     """global_residual is not in the official forward: other tools would give a wrong image."""
     assert main(["info", "hat-tiny"]) == 0
