@@ -410,6 +410,16 @@ def test_client_upload_gives_two_outputs_of_the_right_size(client, photo):
     assert len(downloads) == 3
 
 
+def test_a_client_that_does_not_name_the_input_kind_gets_the_clean_downscale_weights(client, app_module, photo):
+    """API callers written before the choice existed (benchmarks/app_soak.py, old scripts) still work."""
+    from gradio_client import handle_file
+
+    pair, *_, note = client.predict(handle_file(photo), "Upscale", "ESPCN", "HAT", False, api_name="/compare")
+    clean_hat = app_module.get_models("Clean downscale")["HAT"][0]
+    assert _max_level_difference(Image.open(pair[1]), upscale(clean_hat, Image.open(photo))) <= ONE_LEVEL
+    assert "clean downscale weights" in note
+
+
 def test_client_benchmark_metrics_equal_the_library(client, app_module, photo):
     _, _, table, _, _ = _run(client, photo, "Benchmark")
     rows = {row[0]: row for row in table["data"]}
