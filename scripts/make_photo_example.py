@@ -1,17 +1,15 @@
-"""Make the app's real-looking low-quality example photo from a held-out London Set face.
+"""Make the app's real-looking low-quality example photo from a clean portrait.
 
 The app's *real photo* choice needs an example that looks like the photos people have: a
-small face, a little blurred and noisy, saved as JPEG. This script makes one from a
-London Set portrait (CC BY 4.0; a held-out person of ``faces-more/val_studio``, never
-trained on) with the library's realistic degradation, the ``moderate`` preset that the
-real-photo weights are benchmarked on, and writes it as a JPEG:
+small portrait, a little blurred and noisy, saved as JPEG. This script makes one with the
+library's realistic degradation, the ``moderate`` preset that the real-photo weights are
+benchmarked on, from a portrait the repository may carry (the public-domain astronaut;
+never a photo of the training or held-out face sets, which stay outside the repository):
 
-    python -m scripts.make_photo_example FACES_MORE_DIR/val_studio/london_neutral_113_03.jpg \\
-        examples/london_face_photo.jpg
+    python -m scripts.make_photo_example examples/astronaut.png examples/astronaut_photo.jpg
 
-The face (512x512 in ``val_studio``) is degraded x4 to 128x128; the result is saved at
-JPEG quality ``--quality`` (the file of a real photo is a JPEG). Attribution goes in
-``examples/LICENSE.md``.
+The portrait (512x512) is degraded x4 to 128x128; the result is saved at JPEG quality
+``--quality`` (the file of a real photo is a JPEG). Its source goes in ``examples/LICENSE.md``.
 """
 
 from __future__ import annotations
@@ -36,7 +34,7 @@ def make_example(face: Path, output: Path, *, seed: int, quality: int) -> Image.
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("face", type=Path, help="a held-out London Set face (val_studio)")
+    parser.add_argument("face", type=Path, help="a clean portrait the repository may carry")
     parser.add_argument("output", type=Path, help="the example JPEG to write")
     parser.add_argument("--seed", type=int, default=0, help="the degradation's seed (default %(default)s)")
     parser.add_argument("--quality", type=int, default=85, help="JPEG quality of the file (default %(default)s)")

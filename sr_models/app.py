@@ -63,7 +63,7 @@ logger = logging.getLogger(__name__)
 # A wheel carries the examples inside the package; a source checkout has them at the root.
 EXAMPLE_DIRS = (Path(__file__).parent / "examples", Path(__file__).resolve().parent.parent / "examples")
 #: Example files that are real-looking photos: picking one also picks REAL_PHOTO.
-REAL_PHOTO_EXAMPLES = {"london_face_photo.jpg"}
+REAL_PHOTO_EXAMPLES = {"astronaut_photo.jpg"}
 BICUBIC = "Bicubic"
 CLEAN_DOWNSCALE, REAL_PHOTO = "Clean downscale", "Real photo"
 #: What the input is -> {slot label (the architecture): bundled model name}, in order.

@@ -3,7 +3,7 @@
 Used by tests/test_app.py, and by hand for the README screenshot:
 
     python app.py &   # then
-    python tests/browser.py http://127.0.0.1:7860 examples/london_face_photo.jpg docs/app_screenshot.png Upscale "Real photo"
+    python tests/browser.py http://127.0.0.1:7860 examples/astronaut_photo.jpg docs/app_screenshot.png Upscale "Real photo"
     python tests/browser.py http://127.0.0.1:7860 examples/astronaut.png shot.png Benchmark
 """
 

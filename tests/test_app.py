@@ -123,8 +123,8 @@ def test_examples_that_are_photos_pick_the_real_photo_weights(app_module):
     rows = dict(app_module.example_rows(app_module.example_images()))
     kinds = {Path(path).name: kind for path, kind in rows.items()}
     assert kinds["astronaut_face_lr.png"] == "Clean downscale"
-    assert kinds["london_face_photo.jpg"] == "Real photo"
-    assert Image.open(ROOT / "examples" / "london_face_photo.jpg").format == "JPEG"
+    assert kinds["astronaut_photo.jpg"] == "Real photo"
+    assert Image.open(ROOT / "examples" / "astronaut_photo.jpg").format == "JPEG"
 
 
 def test_a_preset_in_the_env_var_stops_the_app_and_never_fills_the_slot(fresh_models, monkeypatch):
@@ -471,7 +471,7 @@ def test_eight_concurrent_requests_and_recovery_after_a_corrupt_upload(client, p
 
 
 @pytest.mark.parametrize("example,kind", [("astronaut_face_lr.png", "Clean downscale"),
-                                          ("london_face_photo.jpg", "Real photo")])
+                                          ("astronaut_photo.jpg", "Real photo")])
 def test_real_browser_shows_the_slider_with_both_images(client, app_module, tmp_path, example, kind):
     from browser import chromium_path, run_in_browser
 
