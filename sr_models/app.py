@@ -360,8 +360,7 @@ def compare(image_path: str | None, mode: str, left: str, right: str, force_tili
 def example_images(dirs=EXAMPLE_DIRS) -> list[str]:
     """The example images (PNG, JPEG) of the first of ``dirs`` that has any (package, then checkout)."""
     for folder in dirs:
-        examples = sorted(str(p) for p in Path(folder).iterdir() if p.suffix in (".png", ".jpg")) \
-            if Path(folder).is_dir() else []
+        examples = sorted(str(p) for p in Path(folder).glob("*") if p.suffix in (".png", ".jpg"))
         if examples:
             return examples
     return []
