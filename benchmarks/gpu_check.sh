@@ -13,7 +13,7 @@
 #
 # Needs torch with CUDA, accelerate and datasets (pip install -r requirements-train.txt). The
 # images are generated here, so no network is needed. Takes a few minutes on one H100.
-# Runs everything as modules from the project root (python -m benchmarks.X, -m train.hat).
+# Runs everything as modules from the project root (python -m benchmarks.X, -m sr_models.training.hat).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,7 +78,7 @@ for split, count in (("train", 64), ("val", 8)):
         Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(work / split / f"{i:03d}.png")
 EOF
 
-accelerate launch --config_file "$CONFIG" -m train.hat \
+accelerate launch --config_file "$CONFIG" -m sr_models.training.hat \
     --model "$MODEL" --use_ema --train_data_dir "$WORK/train" --validation_data_dir "$WORK/val" \
     --train_batch_size "$BATCH" --gradient_accumulation_steps "$ACCUM" --gradient_checkpointing \
     --mixed_precision bf16 --max_train_steps "$STEPS" --checkpointing_steps 100 --checkpoints_total_limit 1 \

@@ -1,7 +1,7 @@
 """Seconds per training step and peak memory, for presets, a batch size, a precision and
 gradient checkpointing on or off.
 
-A step is what ``train/trainer.py`` does per optimizer step: forward on random LR patches
+A step is what ``sr_models/training/trainer.py`` does per optimizer step: forward on random LR patches
 (under autocast for bf16 / fp16), the loss against random HR patches, backward, Adam.
 Each configuration runs in a fresh subprocess, so peaks do not leak into each other. Peak
 memory is ``torch.cuda.max_memory_allocated`` on a GPU, and on a CPU the process's peak
@@ -35,7 +35,7 @@ def measure(model_name: str, *, scale: int, batch_size: int, lr_size: int, preci
     import torch
 
     from sr_models import load_model
-    from train.trainer import loss_function
+    from sr_models.training.trainer import loss_function
 
     torch.manual_seed(0)
     if threads:

@@ -41,8 +41,9 @@ def names(wheel) -> set[str]:
 
 
 def test_wheel_ships_the_library_the_app_and_the_training_package(names):
-    for name in ("sr_models/__init__.py", "sr_models/cli.py", "sr_models/app.py", "train/__init__.py",
-                 "train/hat.py", "train/espcn.py", "train/configs/single_gpu.yaml", "train/configs/cpu.yaml"):
+    for name in ("sr_models/__init__.py", "sr_models/cli.py", "sr_models/app.py", "sr_models/training/__init__.py",
+                 "sr_models/training/hat.py", "sr_models/training/espcn.py",
+                 "sr_models/training/configs/single_gpu.yaml", "sr_models/training/configs/cpu.yaml"):
         assert name in names, name
 
 
@@ -59,7 +60,8 @@ def test_wheel_ships_weights_templates_examples_and_the_evaluate_module_as_data(
 def test_wheel_ships_no_build_scripts_tests_or_benchmarks(names):
     assert not [n for n in names if n.startswith("sr_models/weights/") and n.endswith(".py")]
     top_level = {n.split("/")[0] for n in names}
-    assert top_level == {"sr_models", "train", "sr_models-0.1.0.dist-info"}  # no tests/, benchmarks/, scripts/
+    # No tests/, benchmarks/, scripts/, and no generic top-level name such as `train`.
+    assert top_level == {"sr_models", "sr_models-0.1.0.dist-info"}
     assert not [n for n in names if n.endswith(".pyi") or "__pycache__" in n]
 
 
@@ -81,7 +83,7 @@ def test_installed_wheel_works_from_another_folder(wheel, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     probe = """
 import importlib.resources, json
-import evaluate, sr_models, train, train.hat
+import evaluate, sr_models, sr_models.training.hat as train
 from sr_models import load_model
 from sr_models.app import example_images
 from sr_models.loading import bundled_folder
@@ -100,6 +102,45 @@ print(json.dumps({"sr_models": sr_models.__file__, "train": train.__file__, "wei
     cli = subprocess.run([str(site / "bin" / "sr-models"), "--version"], cwd=elsewhere, env=env,
                          capture_output=True, text=True)
     assert cli.returncode == 0 and "0.1.0" in cli.stdout + cli.stderr, cli.stderr
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """The wheel installed (without dependencies) into a folder of its own."""
+    site = tmp_path_factory.mktemp("installed")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
+                    "--target", str(site), str(wheel)], check=True)
+    return site
+
+
+@pytest.mark.parametrize("script", ["hat", "espcn"])
+def test_installed_training_scripts_run_beside_a_users_own_train_py(installed, tmp_path, script):
+    """The training package has a name of the project's own: a folder holding its own
+    ``train.py`` (or ``train/``) does not shadow it, as it shadowed the old top-level ``train``."""
+    site = installed
+    users = tmp_path / "users_project"
+    users.mkdir()
+    (users / "train.py").write_text("raise SystemExit('the user\'s own train.py was imported')\n")
+    env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", f"sr_models.training.{script}", "--help"], cwd=users, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "--max_train_steps" in out.stdout
+    assert Path(site / "sr_models" / "training" / f"{script}.py").is_file()
+
+
+@pytest.mark.parametrize("script", ["hat", "espcn"])
+def test_checkout_training_files_run_beside_a_users_own_train_py(tmp_path, script):
+    """``python train/hat.py`` from a checkout (the design's entry point) works from another
+    folder that holds a ``train.py`` of its own."""
+    users = tmp_path / "users_project"
+    users.mkdir()
+    (users / "train.py").write_text("raise SystemExit('the user\'s own train.py was imported')\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, str(ROOT / "train" / f"{script}.py"), "--help"], cwd=users, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "--max_train_steps" in out.stdout
 
 
 @pytest.mark.parametrize("folder", ["benchmarks", "scripts", "evaluate_modules"])

@@ -1,7 +1,7 @@
 """The training scripts end to end, through `accelerate launch` in subprocesses, on the CPU:
 tiny presets, 32 px HR patches, a few steps, generated images and scikit-image photos.
 
-The scripts run as modules (`accelerate launch -m train.hat`, `python -m train.espcn`) from
+The scripts run as modules (`accelerate launch -m sr_models.training.hat`, `python -m sr_models.training.espcn`) from
 the project root, and as files (`accelerate launch train/espcn.py`, `python train/espcn.py`),
 which find `train` as an installed package."""
 
@@ -38,9 +38,9 @@ def env(tmp: Path, **extra) -> dict:
 
 
 def script(name: str, *, as_file: bool = False) -> list[str]:
-    """How to name a training script: the module (`-m train.hat`, run from the project root)
+    """How to name a training script: the module (`-m sr_models.training.hat`, run from the project root)
     or the file (`train/hat.py`)."""
-    return [str(ROOT / "train" / f"{name}.py")] if as_file else ["-m", f"train.{name}"]
+    return [str(ROOT / "train" / f"{name}.py")] if as_file else ["-m", f"sr_models.training.{name}"]
 
 
 def run_command(cmd: list, tmp: Path, *, check: bool = True, timeout: int = 300, **extra_env) -> subprocess.CompletedProcess:
@@ -52,12 +52,12 @@ def run_command(cmd: list, tmp: Path, *, check: bool = True, timeout: int = 300,
 
 
 def launch(name: str, args: list, tmp: Path, *, launch_args=("--config_file", CPU_CONFIG), as_file=False, **extra_env):
-    """``accelerate launch [launch_args] -m train.NAME args`` (or ``train/NAME.py``)."""
+    """``accelerate launch [launch_args] -m sr_models.training.NAME args`` (or ``train/NAME.py``)."""
     return run_command([*ACCELERATE, *launch_args, *script(name, as_file=as_file), *args], tmp, **extra_env)
 
 
 def run_script(name: str, args: list, tmp: Path, *, as_file=False, check=True) -> subprocess.CompletedProcess:
-    """``python -m train.NAME args`` (one process, without the launcher's start-up cost)."""
+    """``python -m sr_models.training.NAME args`` (one process, without the launcher's start-up cost)."""
     return run_command([sys.executable, *script(name, as_file=as_file), *args], tmp, check=check)
 
 
@@ -185,7 +185,7 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(images, tmp_path
 
 def test_espcn_with_accumulation_bf16_overrides_and_a_checkpoint_limit(images, tmp_path):
     out = tmp_path / "out"
-    # As a file: `accelerate launch train/espcn.py` finds the installed `train` package.
+    # As a file: `accelerate launch train/espcn.py` runs the installed sr_models.training.
     launch("espcn", ["--model", "espcn-tiny", "--channels", 8, 4, "--train_data_dir", images / "train",
                      "--validation_data_dir", images / "val", *TINY, "--gradient_accumulation_steps", 2,
                      "--max_train_steps", 4, "--checkpointing_steps", 2, "--checkpoints_total_limit", 1,

@@ -1,11 +1,11 @@
-"""train/args.py: the scripts' command line, checked before anything is trained (in process)."""
+"""sr_models/training/args.py: the scripts' command line, checked before anything is trained (in process)."""
 
 import pytest
 
-from train import errors
-from train import espcn as espcn_script
-from train import hat as hat_script
-from train.data import DataError
+from sr_models.training import errors
+from sr_models.training import espcn as espcn_script
+from sr_models.training import hat as hat_script
+from sr_models.training.data import DataError
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Training data (train/data.py, train/pairs.py), in process: aligned pairs, determinism and
+"""Training data (sr_models/training/data.py, sr_models/training/pairs.py), in process: aligned pairs, determinism and
 resume of the loader, skipped images, folders read as one split, the validation hold-out,
 the split across processes, the data's licence."""
 
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from sr_models.metrics import degrade
-from train import data, pairs
+from sr_models.training import data, pairs
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -1,7 +1,7 @@
 """Training on realistic degradations (issue 15): --degradation / --degradation_config
-(train/args.py), the pairs (train/pairs.py) and the loader's exact resume (train/data.py),
+(sr_models/training/args.py), the pairs (sr_models/training/pairs.py) and the loader's exact resume (sr_models/training/data.py),
 and the record of the degradation in checkpoints, training_facts.json, the card and
-config.json (train/trainer.py, train/report.py)."""
+config.json (sr_models/training/trainer.py, sr_models/training/report.py)."""
 
 import json
 import shutil
@@ -17,10 +17,10 @@ from test_train_trainer import images, make_trainer, run_in_process, tiny_args  
 
 from sr_models import ESPCN, HAT, load_model
 from sr_models.degradations import PRESETS, degrade_realistic
-from train import data, pairs, report
-from train import espcn as espcn_script
-from train import hat as hat_script
-from train.errors import UsageError
+from sr_models.training import data, pairs, report
+from sr_models.training import espcn as espcn_script
+from sr_models.training import hat as hat_script
+from sr_models.training.errors import UsageError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 REALISTIC = pairs.load_degradation("realistic", "moderate")

@@ -1,4 +1,4 @@
-"""train/trainer.py, train/checkpoints.py and train/report.py in process: LR schedules, EMA,
+"""sr_models/training/trainer.py, sr_models/training/checkpoints.py and sr_models/training/report.py in process: LR schedules, EMA,
 the finite-weights guard, checkpoint files (JSON + safetensors, no pickles of our own),
 resume with a longer schedule, the card's data licence, and publishing with the Hub mocked."""
 
@@ -13,10 +13,10 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from sr_models import ESPCN
-from train import checkpoints, report, trainer
-from train import espcn as espcn_script
-from train import hat as hat_script
-from train.errors import TrainingDiverged, UsageError
+from sr_models.training import checkpoints, report, trainer
+from sr_models.training import espcn as espcn_script
+from sr_models.training import hat as hat_script
+from sr_models.training.errors import TrainingDiverged, UsageError
 
 
 @pytest.fixture

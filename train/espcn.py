@@ -1,46 +1,12 @@
-"""Train ESPCN (sub-pixel CNN) for face super-resolution with 🤗 Accelerate.
+"""Train ESPCN from a checkout: ``accelerate launch train/espcn.py ...`` (the launch commands
+and every flag: ``sr_models/training/espcn.py``, ``--help``, docs/training.md).
 
-One GPU (ESPCN is tiny: a larger batch keeps the GPU busy), from the project root:
-
-    accelerate launch --config_file train/configs/single_gpu.yaml train/espcn.py \\
-        --model espcn --train_batch_size 64 --max_train_steps 100000 \\
-        --checkpointing_steps 2000 --checkpoints_total_limit 3 --validation_steps 5000 \\
-        --output_dir outputs/espcn-x4 --resume_from_checkpoint latest
-
-The same as a module (also from the project root):
-
-    accelerate launch --config_file train/configs/single_gpu.yaml -m train.espcn --model espcn ...
-
-One process without the launcher: ``python -m train.espcn ...`` or ``python train/espcn.py ...``.
-On a CPU: --config_file train/configs/cpu.yaml. Several GPUs: train/configs/multi_gpu.yaml.
+A file, not a package: the training code ships inside the library as
+``sr_models.training``, so an installed copy runs the same script as
+``accelerate launch -m sr_models.training.espcn ...`` from any folder.
 """
 
-from __future__ import annotations
-
-from sr_models import ESPCN
-from train.args import build_parser
-from train.args import parse_args as check_args
-from train.errors import run
-from train.trainer import train
-
-#: Flags that override the preset's architecture.
-ARCHITECTURE = {
-    "channels": {"type": int, "nargs": "+", "help": "widths of the hidden conv layers, e.g. 64 64 32"},
-    "kernel_sizes": {"type": int, "nargs": "+", "help": "one odd size per conv layer (one more than --channels)"},
-    "activation": {"choices": ("relu", "tanh")},
-}
-#: A small CNN tolerates a larger LR than HAT; cosine decay to 0 over the run.
-RECIPE = {"learning_rate": 1e-3, "loss": "l1", "lr_scheduler": "cosine"}
-
-
-def parse_args(argv: list[str] | None = None):
-    parser = build_parser(__doc__, ESPCN, "espcn", architecture=ARCHITECTURE, recipe=RECIPE)
-    return check_args(parser, argv)
-
-
-def main(args) -> None:
-    train(args, ESPCN)
-
+from sr_models.training.espcn import cli
 
 if __name__ == "__main__":
-    run(main, parse_args)
+    cli()

@@ -17,7 +17,7 @@ validation split, so when no ``--validation_data_dir`` is given the first
 shard 0) and the training stream drops every image with the same content (``image_id``),
 wherever the shuffle or the split across processes puts it.
 
-Pairs are made on the fly from each image by ``train.pairs``: an HR patch and its LR under
+Pairs are made on the fly from each image by ``sr_models.training.pairs``: an HR patch and its LR under
 the run's degradation (``bicubic``, the evaluation protocol, by default; or ``realistic``),
 with the same random flip / transpose applied to both.
 
@@ -28,7 +28,7 @@ counted too. Both are reported once, in the first pass over the data.
 Determinism: the stream order depends only on the seed, the epoch and the process's share
 of the data; each sample's crop and flips come from a generator seeded by
 (seed, process, epoch, position in the stream), and a realistic degradation from
-(seed, ``train.pairs.sample_index(epoch, process, position)``). A run resumed from
+(seed, ``sr_models.training.pairs.sample_index(epoch, process, position)``). A run resumed from
 (epoch, position) therefore sees exactly the samples the uninterrupted run would have seen,
 whatever the number of decoding threads.
 """
@@ -51,8 +51,8 @@ import torch
 from PIL import Image
 
 from sr_models.metrics import crop_to_multiple
-from train.errors import UsageError
-from train.pairs import BICUBIC, Degradation, Unusable, random_pair, sample_index
+from sr_models.training.errors import UsageError
+from sr_models.training.pairs import BICUBIC, Degradation, Unusable, random_pair, sample_index
 
 logger = logging.getLogger(__name__)
 

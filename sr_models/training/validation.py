@@ -11,7 +11,7 @@ from PIL import Image
 
 from sr_models import upscale_tensor
 from sr_models.metrics import bicubic_upscale, degrade, psnr_batch, ssim_batch
-from train.data import to_tensor
+from sr_models.training.data import to_tensor
 
 #: Validation images shown in the LR | bicubic | SR | HR grid, and the largest side of each
 #: tile (bigger images are shown by their centre, so the grid stays a viewable size).

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from train.errors import UsageError
+from sr_models.training.errors import UsageError
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "training_state.json"
@@ -45,7 +45,7 @@ class RunState:
     world_size: int | None = None  # processes that wrote the checkpoint
     loaders: list[dict] = field(default_factory=list)  # one data.LoaderState per process
     last_metrics: dict | None = None
-    #: How the run made its LR patches (``train.pairs.Degradation.to_dict``); None in
+    #: How the run made its LR patches (``sr_models.training.pairs.Degradation.to_dict``); None in
     #: checkpoints written before --degradation existed (all of them bicubic).
     degradation: dict | None = None
 

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from sr_models.degradations import PRESETS as DEGRADATION_PRESETS
-from train import data, pairs
+from sr_models.training import data, pairs
 
 LOSSES = ("l1", "l2", "charbonnier")
 SCHEDULERS = ("constant", "cosine", "multistep")

@@ -18,12 +18,12 @@ from PIL import Image
 
 import sr_models
 from sr_models.cards import CardInfo
-from train.checkpoints import RunState
-from train.data import DataTerms
-from train.errors import UsageError, check_finite
+from sr_models.training.checkpoints import RunState
+from sr_models.training.data import DataTerms
+from sr_models.training.errors import UsageError, check_finite
 
 #: The config.json key beside "architecture" that says how the LR training patches were
-#: made (``train.pairs.Degradation.to_dict``); the models' constructors never see it.
+#: made (``sr_models.training.pairs.Degradation.to_dict``); the models' constructors never see it.
 TRAINING_DEGRADATION_KEY = "training_degradation"
 
 

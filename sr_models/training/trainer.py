@@ -28,9 +28,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sr_models import WeightsMismatchError, load_model
-from train import checkpoints, data, pairs, report
-from train.errors import TrainingDiverged, UsageError, check_finite
-from train.validation import Validator
+from sr_models.training import checkpoints, data, pairs, report
+from sr_models.training.errors import TrainingDiverged, UsageError, check_finite
+from sr_models.training.validation import Validator
 
 logger = logging.getLogger("train")
 
@@ -489,5 +489,5 @@ class Trainer:
 
 
 def train(args: argparse.Namespace, model_class) -> None:
-    """Train ``model_class`` as ``args`` say (see :mod:`train.args`)."""
+    """Train ``model_class`` as ``args`` say (see :mod:`sr_models.training.args`)."""
     Trainer(args, model_class).fit()
