@@ -2,7 +2,6 @@
 
 import os
 import stat
-import sys
 
 import numpy as np
 import pytest

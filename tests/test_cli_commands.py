@@ -3,6 +3,8 @@ evaluate, app; every error one line with the documented exit code."""
 
 import csv
 import json
+import os
+import socket
 import subprocess
 import sys
 import types
@@ -60,6 +62,23 @@ def test_version_and_defaults_are_shown(capsys):
 
     assert f"(default: {DEFAULT_MAX_PIXELS / 1e6:.0f} MP" in upscale_help and "(default: hat-faces)" in upscale_help
     assert "(default: auto)" in upscale_help
+
+
+def test_help_texts_name_the_models_the_library_has(monkeypatch, capsys):
+    """From sr_models.loading, never a copy: the real-photo pair included, evaluate's true default."""
+    import sr_models.loading as loading
+
+    monkeypatch.setenv("COLUMNS", "1000")  # no line breaks inside a hyphenated name
+    evaluate_help = _help(capsys, "evaluate")
+    assert f"(repeatable; default: {', '.join(loading.DEFAULT_MODELS)})" in evaluate_help
+    for command in ("upscale", "evaluate", "info"):
+        text = _help(capsys, command)
+        assert f"bundled weights ({', '.join(loading.BUNDLED)})" in text, command
+        assert "espcn-real" in text and "hat-real" in text
+    monkeypatch.setattr(loading, "DEFAULT_MODELS", ["one-model"])
+    monkeypatch.setattr(loading, "BUNDLED", dict.fromkeys(["one-model", "other-model"]))
+    assert "(repeatable; default: one-model)" in _help(capsys, "evaluate")
+    assert "bundled weights (one-model, other-model)" in _help(capsys, "upscale")
 
 
 def test_the_module_entry_point_is_the_cli():
@@ -130,6 +149,26 @@ def test_info_on_weights_of_another_shape_is_one_line_with_exit_code_2(model_dir
     config_path.write_text(json.dumps(config))
     assert main(["info", model_dir]) == 2
     _one_line_error(capsys, "do not fit ESPCN")
+
+
+def _closed_port() -> int:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return free.getsockname()[1]
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "hub-unreachable"])
+def test_info_of_a_repo_id_without_the_hub_is_one_line(tmp_path, offline):
+    """No retry lines of the CLI's or the Hub client's: one error naming the repo id."""
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}
+    env.pop("HF_TOKEN", None)
+    env.pop("HF_HUB_CACHE", None)
+    env.pop("HF_HUB_OFFLINE", None)
+    env.update({"HF_HUB_OFFLINE": "1"} if offline else {})
+    proc = subprocess.run([sys.executable, "-m", "sr_models", "info", "you/x"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "'you/x'" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_an_unexpected_failure_is_one_line_with_exit_code_1(monkeypatch, capsys):
@@ -222,6 +261,23 @@ def test_evaluate_refuses_a_model_of_another_scale(tmp_path, model_dir, capsys):
     Image.new("RGB", (64, 64)).save(tmp_path / "hr" / "x.png")
     assert main(["-q", "evaluate", "--model", model_dir, "--hr", str(tmp_path / "hr"), "--scale", "4"]) == 2
     _one_line_error(capsys, "x2")
+
+
+@pytest.mark.parametrize("where", ["afile/x", "/proc/x"])
+def test_evaluate_checks_its_output_folder_before_the_work(where, tmp_path, monkeypatch, capsys):
+    import sr_models.loading as loading
+
+    if where.startswith("/proc") and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc")
+    (tmp_path / "afile").write_text("a file")
+    output = where if where.startswith("/") else str(tmp_path / where)
+    loaded = []
+    monkeypatch.setattr(loading, "load_model", lambda name, **kwargs: loaded.append(name))
+    (tmp_path / "hr").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "hr" / "a.png")
+    assert main(["-q", "evaluate", "--hr", str(tmp_path / "hr"), "--output-dir", output]) == 2
+    _one_line_error(capsys, f"--output-dir {output}")
+    assert loaded == []
 
 
 # --------------------------------------------------------------------------- app

@@ -1,0 +1,102 @@
+"""The command line's other commands: ``evaluate``, ``info``, ``convert-hat``, ``push`` and
+``app``. The library (torch, PIL) is imported inside the functions only."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from .cli_errors import CommandError
+from .cli_files import check_output_folder
+from .cli_models import load_models
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .evaluation import evaluate, find_images
+    from .loading import DEFAULT_MODELS
+
+    check_output_folder(Path(args.output_dir), "--output-dir")  # before the work, not after it
+    hr_images = find_images(args.hr)[: args.limit]
+    if not hr_images:
+        raise CommandError(f"no images in {args.hr}")
+    models = load_models(args.model or DEFAULT_MODELS, args, scale=args.scale)
+    hr_size = args.hr_size or None  # 0 keeps the size
+    with tqdm(total=len(hr_images), unit="img", disable=args.quiet) as bar:
+        result = evaluate(models, hr_images, scale=args.scale, hr_size=hr_size, degradation=args.degradation,
+                          seed=args.seed, tile=args.tile, tile_overlap=args.tile_overlap, device=args.device,
+                          dtype=args.dtype, on_image=lambda _: bar.update())
+    print(f"x{args.scale}, {len(result.images)} images from {args.hr}" + (f" at {hr_size}px" if hr_size else ""))
+    print(result.table())
+    json_path, csv_path = result.write(args.output_dir)
+    print(f"wrote {json_path} and {csv_path}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .loading import BUNDLED, load_bundled, load_model
+
+    if args.model in BUNDLED:
+        model, source = load_bundled(args.model)
+    else:  # a preset is only described here, never used to upscale
+        model, source = load_model(args.model, random_weights=True), args.model
+    print(f"model:        {args.model}")
+    print(f"architecture: {type(model).__name__}")
+    print(f"weights:      {f'pretrained ({source})' if model.pretrained else 'random (untrained preset)'}")
+    print(f"scale:        x{model.scale}")
+    print(f"parameters:   {model.num_parameters:,} ({model.num_parameters / 1e6:.2f} M)")
+    print(f"pad multiple: {model.pad_multiple}")
+    print(f"format:       {_portability(model)}")
+    training_lr = ((model.card_info.training if model.card_info else None) or {}).get("degradation")
+    if training_lr:  # the model card of weights the training scripts wrote says how their LR was made
+        print(f"trained on:   {training_lr}")
+    print("config:       " + json.dumps(model.config, sort_keys=True))
+    return 0
+
+
+def _portability(model) -> str:
+    """Whether other tools can run these weights (the card says the same)."""
+    if type(model).__name__ != "HAT":
+        return "sr-models"
+    if model.config.get("global_residual"):
+        return ("official HAT layout, but needs sr-models: global_residual=True is not in the official forward "
+                "(tools that read official HAT files load it and give a wrong image)")
+    return "official HAT layout and forward (opens in tools that read official HAT checkpoints)"
+
+
+def cmd_convert_hat(args: argparse.Namespace) -> int:
+    from .convert_hat import load_official
+
+    out = Path(args.out_dir)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise CommandError(f"{out} exists and is not empty; pass --overwrite to replace its files")
+    model = load_official(args.checkpoint)
+    model.save_pretrained(out)
+    print(f"converted {args.checkpoint} -> {out} (HAT x{model.scale}, {model.num_parameters / 1e6:.2f} M parameters)")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .publish import push_folder
+
+    url = push_folder(args.folder, args.repo_id, private=args.private, revision=args.revision,
+                      commit_message=args.commit_message)
+    print(f"pushed {args.folder} to {args.repo_id}: {url}")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    """The Gradio app (sr_models/app.py), with the options its own parser takes."""
+    try:
+        app = importlib.import_module("sr_models.app")
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] != "gradio":
+            raise
+        print("error: the app needs gradio: pip install 'sr-models[app]'", file=sys.stderr)
+        return 1
+    app.main(args.app_args)
+    return 0
