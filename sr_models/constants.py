@@ -28,3 +28,19 @@ COMPARISON_IMAGE_FILE = "comparison.png"
 PROTOCOL = ("LR = PIL bicubic downscale of HR (cropped to a multiple of the scale); "
             "PSNR / SSIM on Y (BT.601) of uint8 images, border of `scale` pixels cropped, "
             "SSIM with an 11x11 Gaussian window (sigma 1.5) on the valid region; mean over images")
+
+#: Bytes HAT-L holds once built (presets["hat-l"] at x8, its largest scale: 40.99 M float32
+#: parameters and the int64 relative-position index buffers), the largest published model of
+#: either architecture; tests/test_model_size.py recomputes it.
+HAT_L_BYTES = 165_681_096
+#: How much larger than HAT-L a model may be. 16x (2.7 GB) admits research variants far
+#: beyond any published one (twice HAT-L's width and four times its depth) and still fits
+#: the memory of any machine that runs HAT, while a config.json or checkpoint whose fields
+#: are each in range but together describe tens or hundreds of GB is refused at once.
+MODEL_SIZE_MARGIN = 16
+#: The largest model a configuration may describe (parameters and buffers, checked before
+#: anything is allocated).
+MAX_MODEL_BYTES = MODEL_SIZE_MARGIN * HAT_L_BYTES
+#: The largest config.json read: real ones are under 2 KB (a size guard, like the image
+#: pixel limit, so that a huge file is refused before it is parsed).
+MAX_CONFIG_BYTES = 1_000_000

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .hat import HAT, NUM_FEAT
+from .hub import check_finite_weights
 
 logger = logging.getLogger(__name__)
 
@@ -162,21 +163,27 @@ def load_official(source: str | os.PathLike | Mapping, **overrides) -> HAT:
     options (``attn_impl``). Every key and shape is checked; the stored index buffers must
     equal the ones this implementation computes. The model returned is in eval mode.
     """
+    where = "the state dict" if isinstance(source, Mapping) else str(source)
     state = read_official_state_dict(source)
     config = infer_config(state)
+    try:  # the configuration, the size of the whole model included, is checked before anything is built
+        model = HAT(**{**config, "drop_path_rate": 0.1, **overrides})
+    except ValueError as err:
+        raise OfficialCheckpointError(f"{where}: no valid HAT has these shapes ({err}; inferred "
+                                      f"{config}, overrides {overrides})") from err
     defaults = inspect.signature(HAT).parameters
     for field, reason in NOT_IN_WEIGHTS.items():
         if field not in overrides:
             logger.warning("%s is not stored in official weights: using %r (%s)",
                            field, defaults[field].default, reason)
-    try:
-        model = HAT(**{**config, "drop_path_rate": 0.1, **overrides})
-    except ValueError as err:
-        raise OfficialCheckpointError(f"no valid HAT has these shapes (inferred {config}, "
-                                      f"overrides {overrides}): {err}") from err
     _check_layout(model, state, config)
     model.load_state_dict(state, strict=True)
+    try:
+        check_finite_weights(model, where)
+    except ValueError as err:
+        raise OfficialCheckpointError(str(err)) from err
     model.pretrained = True
+    model.name_or_path = where
     return model.eval()
 
 

@@ -18,7 +18,7 @@ import reprlib
 import torch
 from torch import nn
 
-from .hub import SRModelMixin
+from .hub import SRModelMixin, check_model_size
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -83,7 +83,8 @@ class ESPCN(SRModelMixin, tags=["espcn", "cnn"], paper_url="https://arxiv.org/ab
 
 # Bounds, checked before anything is allocated: far beyond the study's network (64-64-32,
 # kernels 5-3-3-3) and the paper's (64-32, 5-3-3), so that any real ESPCN passes and
-# nonsense fails at once instead of allocating first.
+# nonsense fails at once instead of allocating first. Fields each in range can still
+# describe a 29 GB network: the whole model is bounded by MAX_MODEL_BYTES (model_bytes).
 SCALES = (2, 3, 4, 8)  # the scales the study and the CLI offer
 MAX_IN_CHANS = 16  # the study: 3 (RGB)
 MAX_LAYERS = 32  # hidden conv layers, len(channels); the study: 3
@@ -112,6 +113,13 @@ def _validate(upscale, in_chans, channels, kernel_sizes, activation, global_resi
     need(isinstance(activation, str) and activation in ACTIVATIONS, "activation", activation,
          f"expected one of {sorted(ACTIVATIONS)}")
     need(isinstance(global_residual, bool), "global_residual", global_residual, "expected true or false")
+    check_model_size("ESPCN", model_bytes(upscale, in_chans, channels, kernel_sizes))
+
+
+def model_bytes(upscale: int, in_chans: int, channels: list[int], kernel_sizes: list[int]) -> int:
+    """Bytes of the float32 weights and biases of an ESPCN of this (validated) configuration."""
+    widths = [in_chans, *channels, in_chans * upscale**2]
+    return 4 * sum(w_in * w_out * k * k + w_out for w_in, w_out, k in zip(widths, widths[1:], kernel_sizes))
 
 
 #: Named configurations: the study's default, the paper's network, and a tiny one for tests.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -102,17 +103,32 @@ def score_image(sr: Image.Image, hr: Image.Image, scale: int) -> dict[str, float
 @dataclass
 class MethodResult:
     name: str
+    #: per image; infinite where the output equals the HR image (docs/protocol.md)
     psnr: list[float] = field(default_factory=list)
     ssim: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
 
     @property
+    def identical(self) -> int:
+        """Images this method reproduced exactly (PSNR infinite, e.g. a flat image)."""
+        return sum(math.isinf(p) for p in self.psnr)
+
+    @property
     def summary(self) -> dict:
+        """Means over the images. An identical image has no finite PSNR: it is counted
+        apart (``identical_images``) and left out of the PSNR mean, which is None when no
+        image is left; SSIM (1.0 there) and time take every image."""
+        finite = [p for p in self.psnr if math.isfinite(p)]
         return {
-            "psnr": statistics.fmean(self.psnr),
+            "psnr": statistics.fmean(finite) if finite else None,
             "ssim": statistics.fmean(self.ssim),
             "seconds_per_image": statistics.fmean(self.seconds),
+            "identical_images": self.identical,
         }
+
+    def to_json(self) -> dict:
+        """The per-image values, an infinite PSNR written as null (JSON has no infinity)."""
+        return {**asdict(self), "psnr": [p if math.isfinite(p) else None for p in self.psnr]}
 
 
 @dataclass
@@ -137,7 +153,7 @@ class Evaluation:
             "hr_size": self.hr_size,
             "images": self.images,
             "summary": {name: m.summary for name, m in self.methods.items()},
-            "per_image": {name: asdict(m) for name, m in self.methods.items()},
+            "per_image": {name: m.to_json() for name, m in self.methods.items()},
         }
 
     def table(self) -> str:
@@ -145,7 +161,11 @@ class Evaluation:
                 f"{'method':<28} {'PSNR-Y (dB)':>12} {'SSIM-Y':>8} {'s / image':>10}"]
         for name, m in self.methods.items():
             s = m.summary
-            rows.append(f"{name:<28} {s['psnr']:>12.2f} {s['ssim']:>8.4f} {s['seconds_per_image']:>10.3f}")
+            psnr = "-" if s["psnr"] is None else f"{s['psnr']:.2f}"
+            rows.append(f"{name:<28} {psnr:>12} {s['ssim']:>8.4f} {s['seconds_per_image']:>10.3f}")
+        identical = [f"{name} {m.identical} of {len(m.psnr)}" for name, m in self.methods.items() if m.identical]
+        if identical:
+            rows.append(f"identical to HR (PSNR infinite, not in the PSNR mean): {', '.join(identical)}")
         return "\n".join(rows)
 
     def write(self, output_dir: str | Path) -> tuple[Path, Path]:
@@ -153,7 +173,7 @@ class Evaluation:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         json_path, csv_path = output_dir / "results.json", output_dir / "results.csv"
-        json_path.write_text(json.dumps(self.to_json(), indent=2))
+        json_path.write_text(json.dumps(self.to_json(), indent=2, allow_nan=False))
         with csv_path.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["image", "method", "psnr_y", "ssim_y", "seconds"])

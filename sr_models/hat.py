@@ -34,7 +34,7 @@ from .hat_attention import (
     BiasCache, PlanCache, WindowPlan, gather_bias, overlapping_cross_attention, relative_position_index_oca,
     relative_position_index_sa, shifted_window_attention, shifted_window_mask, window_partition, window_reverse,
 )
-from .hub import SRModelMixin
+from .hub import SRModelMixin, check_model_size
 
 # Mean RGB of DIV2K, subtracted inside the model (upstream hard-codes it; it is not part of
 # the state dict).
@@ -476,7 +476,8 @@ def _init_weights(m: nn.Module) -> None:
 # Bounds, checked before anything is allocated: well beyond the largest official model
 # (HAT-L: 12 groups of 6 blocks, width 180, 6 heads, window 16, mlp_ratio 2), so that every
 # real model passes and nonsense (depths=[100000, 3, 3]) fails at once instead of
-# allocating gigabytes first. They bound each field, not the size of the model.
+# allocating gigabytes first. They bound each field; the size of the whole model (fields
+# each in range can still describe 490 GB) is bounded by MAX_MODEL_BYTES (model_bytes).
 SCALES = (2, 3, 4, 8)  # what the pixel-shuffle upsampler builds (upstream's choices)
 MAX_IN_CHANS = 16  # official: 3 (RGB)
 MAX_EMBED_DIM = 1024  # official: 180
@@ -486,6 +487,10 @@ MAX_HEADS = 64  # per group; official: 6
 MAX_WINDOW_SIZE = 32  # official: 16; the index buffers grow as window_size**4
 MAX_MLP_RATIO = 16  # official: 2
 MAX_IMG_SIZE = 65536  # official: 64; kept for option files, unused by the model
+# The two scalars of the forward pass: one of 1e308 gives a finite model whose every output
+# is infinite (an all-black image), so they are bounded too.
+MAX_CONV_SCALE = 100.0  # |conv_scale|; official: 0.01
+MAX_IMG_RANGE = 65535.0  # official: 1.0 (BasicSR also uses 255)
 
 
 def _int_in(lo: int, hi: int, v) -> bool:
@@ -518,7 +523,8 @@ CONFIG_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
                     f"expected an even integer in [2, {MAX_WINDOW_SIZE}] (shift = window_size // 2)"),
     "compress_ratio": _ints(1, MAX_EMBED_DIM),
     "squeeze_factor": _ints(1, MAX_EMBED_DIM),
-    "conv_scale": (_number, "expected a finite number"),
+    "conv_scale": (lambda v: _number(v) and abs(v) <= MAX_CONV_SCALE,
+                   f"expected a number in [-{MAX_CONV_SCALE:g}, {MAX_CONV_SCALE:g}]"),
     "overlap_ratio": (lambda v: _number(v) and 0 <= v < 1, "expected a number in [0, 1)"),
     "mlp_ratio": (lambda v: _number(v) and 0 < v <= MAX_MLP_RATIO, f"expected a number in (0, {MAX_MLP_RATIO}]"),
     "depths": _int_list(MAX_GROUPS, MAX_DEPTH),
@@ -528,7 +534,7 @@ CONFIG_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "drop_path_rate": (lambda v: _number(v) and 0 <= v < 1, "expected a number in [0, 1)"),
     "ape": (lambda v: v is False, "absolute position embedding is not supported (unused upstream)"),
     "patch_norm": _BOOL,
-    "img_range": (lambda v: _number(v) and v > 0, "expected a number > 0"),
+    "img_range": (lambda v: _number(v) and 0 < v <= MAX_IMG_RANGE, f"expected a number in (0, {MAX_IMG_RANGE:g}]"),
     "upsampler": (lambda v: v == "pixelshuffle", "only 'pixelshuffle' (classic SR) is supported"),
     "resi_connection": (lambda v: v in ("1conv", "identity"), "expected '1conv' or 'identity'"),
     "attn_impl": (lambda v: v in ATTN_IMPLS, f"expected one of {ATTN_IMPLS}"),
@@ -561,6 +567,31 @@ def _validate_config(config: dict) -> None:
             _fail(name, config[name], f"must not exceed embed_dim={dim}")
     if int(config["window_size"] * config["overlap_ratio"]) % 2:
         _fail("overlap_ratio", config["overlap_ratio"], "int(window_size * overlap_ratio) must be even")
+    check_model_size("HAT", model_bytes(config))
+
+
+def model_bytes(config: dict) -> int:
+    """Bytes a HAT of this (validated) configuration holds once built (float32 parameters, int64
+    index buffers, the mean), counted layer by layer as built (tests/test_model_size.py)."""
+    dim, ws, chans = config["embed_dim"], config["window_size"], config["in_chans"]
+    ows = int(ws * config["overlap_ratio"]) + ws
+    hidden = int(dim * config["mlp_ratio"])
+    conv = 9 * dim * dim + dim if config["resi_connection"] == "1conv" else 0  # each group's, and after the body
+    attention = 4 * dim * dim + dim + (3 * dim if config["qkv_bias"] else 0)  # qkv, proj
+    mlp = 2 * dim * hidden + hidden + dim + 4 * dim  # fc1, fc2, the two LayerNorms
+    cab, se = dim // config["compress_ratio"], dim // config["squeeze_factor"]
+    conv_block = 18 * dim * cab + cab + dim + 2 * dim * se + se + dim  # CAB: 2 convs, squeeze-excitation
+    params = 0
+    for depth, heads in zip(config["depths"], config["num_heads"]):
+        hab = (2 * ws - 1) ** 2 * heads + attention + conv_block + mlp
+        ocab = (ws + ows - 1) ** 2 * heads + attention + mlp
+        params += depth * hab + ocab + conv
+    upscale = config["upscale"]
+    up_convs, up_width = (1, 9 * NUM_FEAT) if upscale == 3 else (int(math.log2(upscale)), 4 * NUM_FEAT)
+    params += (9 * chans * dim + dim + (2 * dim if config["patch_norm"] else 0) + 2 * dim + conv
+               + 9 * dim * NUM_FEAT + NUM_FEAT + up_convs * (9 * NUM_FEAT * up_width + up_width)
+               + 9 * NUM_FEAT * chans + chans)
+    return 4 * (params + chans) + 8 * (ws ** 4 + ws * ws * ows * ows)
 
 
 # --------------------------------------------------------------------------- presets

@@ -25,11 +25,16 @@ The output is F in the same range, clamped to it and not rounded.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import struct
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +87,83 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     image = open_image(path, max_pixels)
     frames = warn_if_animated(image, str(path))
     try:
-        image.load()
+        with _strict_decoding():
+            image.load()
+        check_png_complete(image, path)
     except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt pixel data
         raise ImageInputError(f"{path}: corrupt image data ({err})") from err
     upright = ImageOps.exif_transpose(image)  # a copy: single frame from here on
     upright.info["n_frames"] = frames
     return upright
+
+
+@contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """PIL keeps whatever part of a truncated file it read, silently, while the global
+    ImageFile.LOAD_TRUNCATED_IMAGES is set (some libraries set it on import): off here."""
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+#: PNG colour type -> samples per pixel (grey, RGB, palette, grey + alpha, RGBA).
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Adam7 interlacing: (first column, first row, column step, row step) of each pass.
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def check_png_complete(image: Image.Image, source) -> None:
+    """A PNG whose compressed pixel data ends early (a complete zlib stream holding 64 rows
+    of a 6000-row image) is decoded by PIL without an error, the missing rows left black:
+    refuse it (OSError). Rows are decoded in order, so a last row that is not all zero
+    proves the data complete; only otherwise (or when interlaced) the data is measured."""
+    if image.format != "PNG" or getattr(image, "is_animated", False):
+        return
+    if not image.info.get("interlace") and np.asarray(image.crop((0, image.height - 1, image.width, image.height))).any():
+        return
+    data = _read_all(source)
+    width, height, depth, colour, interlace = struct.unpack(">IIBBxxB", data[16:29])
+    bits = depth * _PNG_SAMPLES.get(colour, 4)
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    sizes = [(math.ceil((width - x) / dx), math.ceil((height - y) / dy)) for x, y, dx, dy in passes]
+    expected = sum(rows * (1 + math.ceil(cols * bits / 8)) for cols, rows in sizes if cols > 0 and rows > 0)
+    found = _inflated_size(_idat_chunks(data), expected)
+    if found < expected:
+        raise OSError(f"truncated pixel data: {found:,} of the {expected:,} bytes a {width}x{height} image needs")
+
+
+def _read_all(source) -> bytes:
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            return f.read()
+    source.seek(0)
+    return source.read()
+
+
+def _idat_chunks(data: bytes) -> Iterator[bytes]:
+    """The image data chunks of a PNG file (after the 8-byte signature: length, type, data, CRC)."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT":
+            yield data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+
+
+def _inflated_size(chunks: Iterator[bytes], limit: int) -> int:
+    """Bytes the zlib stream of ``chunks`` inflates to, counted up to ``limit`` in bounded steps."""
+    inflater, total = zlib.decompressobj(), 0
+    try:
+        for chunk in chunks:
+            while chunk and total < limit:
+                total += len(inflater.decompress(chunk, 1 << 20))
+                chunk = inflater.unconsumed_tail
+    except zlib.error as err:
+        raise OSError(f"corrupt compressed data ({err})") from err
+    return total
 
 
 def check_image_size(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> None:

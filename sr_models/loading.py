@@ -7,14 +7,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from .constants import CONFIG_FILE
 from .convert_hat import load_official
 from .espcn import ESPCN
 from .hat import HAT
-from .hub import SRModelMixin, architecture_of, read_config
+from .hub import SRModelMixin, architecture_of, model_file, read_config
 
 logger = logging.getLogger(__name__)
 
@@ -140,20 +140,26 @@ def _load_pretrained(name: str, revision: str | None, kwargs: dict) -> SRModelMi
             raise ValueError(f"{path} is a file but not a checkpoint ({', '.join(OFFICIAL_SUFFIXES)})")
         return load_official(path, **kwargs)
     if path.is_dir():
-        config_file = path / CONFIG_FILE
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{path} has no {CONFIG_FILE}: not a save_pretrained folder")
-        return _from_pretrained(config_file, name, revision, kwargs)
-    if name.count("/") != 1 or path.suffix in OFFICIAL_SUFFIXES:
+        return _from_pretrained(model_file(name, CONFIG_FILE, {}, required=True), name, revision, kwargs)
+    if not _is_repo_id(name) or path.suffix in OFFICIAL_SUFFIXES:
+        # A path that does not exist is said so first (not "an invalid repo id").
+        why = (f"there is no file or folder {name!r} (from {Path.cwd()}), and it is neither"
+               if os.sep in name or name.startswith((".", "~")) else f"{name!r} is neither")
         raise ValueError(
-            f"{name!r} is neither bundled weights ({', '.join(BUNDLED)}), an existing folder or checkpoint file, "
+            f"{why} bundled weights ({', '.join(BUNDLED)}), an existing folder or checkpoint file, "
             f"a Hub repo id 'user/name', nor a preset ({', '.join(preset_names())})"
         )
-    try:
-        config_file = Path(hf_hub_download(name, CONFIG_FILE, revision=revision))
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
-        raise OSError(f"cannot fetch {name!r} from the Hub (nor find it in the local cache): {err}") from err
+    config_file = model_file(name, CONFIG_FILE, {"revision": revision}, required=True)
     return _from_pretrained(config_file, name, revision, kwargs)
+
+
+def _is_repo_id(name: str) -> bool:
+    """'user/name' as the Hub allows it ("../weights" is not: '..' is refused there)."""
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return name.count("/") == 1
 
 
 def _from_pretrained(config_file: Path, name: str, revision: str | None, kwargs: dict) -> SRModelMixin:

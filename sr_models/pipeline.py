@@ -33,6 +33,8 @@ AUTO_TILE_MEMORY_FRACTION = 0.5
 BYTES_PER_PIXEL_PER_CHANNEL = 420
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: Device types a model can run on here ("meta" holds no data; others are not tested).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
 ProgressCallback = Callable[[int, int], None]
 
 # --------------------------------------------------------------------------- tensors
@@ -81,9 +83,28 @@ def check_input(model: nn.Module, lr: torch.Tensor) -> None:
         raise ValueError("the input holds NaN or infinite values")
 
 
+class NonFiniteOutputError(ValueError):
+    """The model turned a finite input into NaN or infinity (broken weights or config, or a
+    float16 overflow): an error, never an all-black image."""
+
+
+def model_name(model: nn.Module) -> str:
+    """The model for messages: its class and where its weights came from, when known."""
+    source = getattr(model, "name_or_path", None)
+    return f"{type(model).__name__} ({source})" if source else f"the {type(model).__name__} model"
+
+
+def check_output(model: nn.Module, out: torch.Tensor) -> None:
+    if not torch.isfinite(out).all():
+        hint = f" ({out.dtype} overflowed? try float32)" if out.dtype in (torch.float16, torch.bfloat16) else ""
+        raise NonFiniteOutputError(f"{model_name(model)} gave NaN or infinite values for this input{hint}: "
+                                   "its weights or configuration are broken")
+
+
 def upscale_tensor(model: nn.Module, lr: torch.Tensor) -> torch.Tensor:
     """Super-resolve float (B, C, H, W) or (C, H, W) in [0, 1] of any H, W; returns
-    (B, C, sH, sW) or (C, sH, sW). The input is checked (:func:`check_input`).
+    (B, C, sH, sW) or (C, sH, sW). The input is checked (:func:`check_input`), and so is
+    the output: NaN or infinity is a NonFiniteOutputError naming the model.
 
     Pads to ``model.pad_multiple``, runs the model as it is (device, dtype, grad mode are
     the caller's), crops the padding away. Values are not clamped.
@@ -92,8 +113,9 @@ def upscale_tensor(model: nn.Module, lr: torch.Tensor) -> torch.Tensor:
     if lr.ndim == 3:
         return upscale_tensor(model, lr.unsqueeze(0))[0]
     h, w = lr.shape[-2:]
-    out = model(pad_to_multiple(lr, model.pad_multiple))
-    return out[..., : model.scale * h, : model.scale * w]
+    out = model(pad_to_multiple(lr, model.pad_multiple))[..., : model.scale * h, : model.scale * w]
+    check_output(model, out)
+    return out
 
 
 def _tile_starts(size: int, tile: int, stride: int) -> list[int]:
@@ -200,6 +222,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         device = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device={device!r} is invalid: expected cpu, cuda, cuda:N or mps") from err
+    if device.type not in DEVICE_TYPES:
+        raise ValueError(f"device {str(device)!r} cannot run a model here: expected cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         why = "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU is visible"
         raise ValueError(f"device {str(device)!r} is not available: {why}")
@@ -313,9 +337,9 @@ def upscale(
     ``progress(done, total)`` is called after each tile.
     """
     overlap = check_tiling(model, tile, tile_overlap)
+    device = resolve_device(device)  # before the model is touched: a bad device leaves it where it was
     image, name = _open(image, max_pixels)
     parts = split_image(image, name)
-    device = resolve_device(device)
     model.to(device).eval()
     lr = torch.from_numpy(parts.rgb).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
     h, w = lr.shape[-2:]

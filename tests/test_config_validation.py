@@ -60,6 +60,8 @@ def no_allocation(monkeypatch):
     (dict(overlap_ratio=float("nan")), "overlap_ratio=nan"),
     (dict(conv_scale=float("nan")), "conv_scale=nan"),
     (dict(conv_scale="0.01"), "conv_scale='0.01'"),
+    (dict(conv_scale=1e308), r"conv_scale=1e\+308 .*\[-100, 100\]"),  # finite, but every output infinite
+    (dict(img_range=1e308), r"img_range=1e\+308"),
     (dict(drop_path_rate="0.1"), "drop_path_rate='0.1'"),
     (dict(img_range=0), "img_range=0"),
     (dict(img_size=-1), "img_size=-1"),
@@ -100,9 +102,11 @@ def test_every_hat_argument_has_a_rule():
 
 
 def test_bounds_admit_configurations_well_beyond_the_largest_official_model():
-    """hat-l has 12 groups of 6 blocks, width 180, window 16; the bounds leave room."""
+    """hat-l has 12 groups of 6 blocks, width 180, window 16; each bound leaves room (the
+    size of the whole model has its own bound: tests/test_model_size.py)."""
     with torch.device("meta"):
-        HAT(depths=[MAX_DEPTH, 1], num_heads=[8, 8], embed_dim=MAX_EMBED_DIM, window_size=MAX_WINDOW_SIZE)
+        HAT(depths=[MAX_DEPTH, 1], num_heads=[6, 6], window_size=MAX_WINDOW_SIZE)
+        HAT(depths=[6, 6], num_heads=[8, 8], embed_dim=MAX_EMBED_DIM)
         HAT(depths=[1] * MAX_GROUPS, num_heads=[6] * MAX_GROUPS, embed_dim=180)
     assert MAX_DEPTH > 6 and MAX_GROUPS > 12 and MAX_EMBED_DIM > 180 and MAX_WINDOW_SIZE > 16
 

@@ -163,3 +163,11 @@ def test_shapes_that_imply_an_invalid_config_name_the_field():
     weights["layers.0.residual_group.blocks.0.mlp.fc1.weight"] = torch.zeros(24_000, 24)
     with pytest.raises(OfficialCheckpointError, match="mlp_ratio=1000"):
         load_official(weights)
+
+
+def test_official_weights_that_are_not_finite_are_refused_naming_the_file(tmp_path):
+    weights = dict(load_reference(2)["weights"])
+    weights["conv_last.bias"] = torch.full_like(weights["conv_last.bias"], float("nan"))
+    pth = _official_pth(tmp_path / "nan.pth", weights)
+    with pytest.raises(OfficialCheckpointError, match=rf"^{pth} holds NaN or infinite weights .*conv_last\.bias"):
+        load_official(pth)

@@ -111,3 +111,35 @@ def test_the_default_is_still_the_protocol(tmp_path):
         evaluate({}, images, scale=2, degradation="jpeg")
     with pytest.raises(ValueError, match="integer >= 0, got -1"):
         evaluate({}, images, scale=2, degradation="moderate", seed=-1)
+
+
+def test_an_identical_image_writes_valid_json_and_is_counted_apart(tmp_path):
+    """A flat image: bicubic reproduces it exactly, PSNR infinite. results.json held
+    `Infinity` (not JSON) and the mean was inf (issue 19, item 11)."""
+    import json
+
+    Image.new("RGB", (32, 32), (90, 120, 30)).save(tmp_path / "flat.png")
+    _rgb(tmp_path / "photo.png", (32, 32))
+    model = ESPCN.from_preset("espcn-tiny", upscale=2).eval()
+    result = evaluate({"tiny": model}, find_images(tmp_path), scale=2, hr_size=None)
+    bicubic = result.methods["bicubic"]
+    assert bicubic.psnr[0] == float("inf") and bicubic.identical == 1
+
+    json_path, csv_path = result.write(tmp_path / "out")
+    data = json.loads(json_path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in results.json"))
+    assert data["per_image"]["bicubic"]["psnr"] == [None, pytest.approx(bicubic.psnr[1])]
+    summary = data["summary"]["bicubic"]
+    assert summary["psnr"] == pytest.approx(bicubic.psnr[1]) and summary["identical_images"] == 1
+    assert summary["ssim"] == pytest.approx((1.0 + bicubic.ssim[1]) / 2)  # SSIM takes every image
+    assert data["summary"]["tiny"]["identical_images"] == 0
+    assert "identical to HR (PSNR infinite, not in the PSNR mean): bicubic 1 of 2" in result.table()
+
+
+def test_when_every_image_is_identical_the_psnr_mean_is_null_not_infinite(tmp_path):
+    import json
+
+    Image.new("RGB", (32, 32), "grey").save(tmp_path / "flat.png")
+    result = evaluate({}, find_images(tmp_path), scale=2, hr_size=None)
+    assert result.methods["bicubic"].summary["psnr"] is None
+    assert json.loads(result.write(tmp_path / "out")[0].read_text())["summary"]["bicubic"]["psnr"] is None
+    assert result.table().splitlines()[2].split()[:2] == ["bicubic", "-"]

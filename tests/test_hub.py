@@ -5,9 +5,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from sr_models import ESPCN, HAT, WeightsMismatchError, load_model, upscale_tensor
@@ -78,6 +80,10 @@ BAD_CONFIGS = {
     "no architecture": ('{"upscale": 4}', "names no architecture"),
     "a numeric architecture": ('{"architecture": 3}', "names no architecture"),
     "an unknown architecture": ('{"architecture": "SRGAN"}', "unknown architecture 'SRGAN'"),
+    # each a one-line error naming the file, not a RecursionError or a bare int-conversion ValueError
+    "nested 100k deep": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    "a 5000-digit integer": ('{"architecture": "ESPCN", "upscale": ' + "9" * 5000 + "}", "cannot be read"),
+    "over a megabyte": ('{"architecture": "ESPCN", "notes": "' + "x" * 1_000_000 + '"}', "over the 1,000,000 bytes"),
 }
 
 
@@ -107,6 +113,39 @@ def test_a_bad_config_field_is_a_config_error_not_a_weights_mismatch(tmp_path, c
     with pytest.raises(ValueError, match=f"config.json does not describe a valid {cls.__name__}") as err:
         load_model(tmp_path)
     assert str(tmp_path) in str(err.value) and not isinstance(err.value, WeightsMismatchError)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_that_are_not_finite_are_refused_naming_the_file(tmp_path, bad):
+    """They gave an all-black image with exit 0 (issue 19, item 8)."""
+    ESPCN.from_preset("espcn-tiny").save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    weights["body.2.weight"][0, 0, 0, 0] = bad
+    save_file(weights, tmp_path / "model.safetensors")
+    for load in (load_model, ESPCN.from_pretrained):
+        with pytest.raises(ValueError, match="holds NaN or infinite weights .*body.2.weight") as err:
+            load(tmp_path)
+        assert str(tmp_path / "model.safetensors") in str(err.value)
+
+
+def test_a_broken_card_never_blocks_the_weights(tmp_path, caplog):
+    """model_card.json and comparison.png only feed the card: unreadable, they are left out
+    with a warning naming them, and the weights load (issue 19, item 14)."""
+    model = ESPCN.from_preset("espcn-tiny")
+    model.save_pretrained(tmp_path / "a", comparison_image=Image.new("RGB", (8, 8)))
+    model.save_pretrained(tmp_path / "b", comparison_image=Image.new("RGB", (8, 8)))
+    (tmp_path / "a" / "model_card.json").write_text("{not json")
+    (tmp_path / "a" / "comparison.png").write_bytes(b"\x89PNG not really")
+    (tmp_path / "b" / "model_card.json").write_text("[1, 2]")
+    png = (tmp_path / "b" / "comparison.png").read_bytes()
+    (tmp_path / "b" / "comparison.png").write_bytes(png[: len(png) // 2])
+    for folder in (tmp_path / "a", tmp_path / "b"):
+        caplog.clear()
+        loaded = load_model(folder)
+        assert loaded.card_info is None and loaded.comparison_image is None
+        assert torch.equal(loaded.body[0].weight, model.body[0].weight)
+        assert f"ignoring {folder / 'model_card.json'}" in caplog.text
+        assert f"ignoring {folder / 'comparison.png'}" in caplog.text
 
 
 def test_weights_that_are_not_safetensors_are_a_clear_error(tmp_path):
@@ -163,4 +202,80 @@ def test_repo_id_loads_offline_from_the_local_cache(tmp_path):
 
     missing = subprocess.run([sys.executable, "-c", "from sr_models import load_model; load_model('someone/other')"],
                              env=env, capture_output=True, text=True)
-    assert missing.returncode != 0 and "cannot fetch 'someone/other'" in missing.stderr
+    last = missing.stderr.strip().splitlines()[-1]
+    assert missing.returncode != 0 and "HubUnavailableError: 'someone/other' (config.json) is not in the local" in last
+    assert "HF_HUB_OFFLINE=1" in last and "local model folder" in last
+
+
+# --------------------------------------------------------------------------- saving never loses a model
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def good_folder(tmp_path):
+    """A saved model inside a training run's output folder (checkpoints and metrics beside it)."""
+    folder = tmp_path / "out"
+    ESPCN.from_preset("espcn-tiny").save_pretrained(folder, comparison_image=Image.new("RGB", (8, 8)))
+    (folder / "checkpoint-5").mkdir()
+    (folder / "checkpoint-5" / "state.json").write_text("{}")
+    (folder / "metrics.json").write_text("{}")
+    return folder
+
+
+def test_a_save_that_fails_writing_the_weights_leaves_the_old_folder_as_it_was(good_folder, monkeypatch):
+    """The disk filled up while the weights were written: config.json and README.md were
+    already gone and the folder no longer loaded (issue 19, item 4)."""
+    import errno
+
+    import safetensors.torch
+
+    def disk_full(model, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"\0" * 100)  # part of the file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    before = _files(good_folder)
+    monkeypatch.setattr(safetensors.torch, "save_model", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        ESPCN.from_preset("espcn-tiny", channels=[4, 4]).save_pretrained(good_folder)
+    assert _files(good_folder) == before
+    assert sorted(p.name for p in good_folder.parent.iterdir()) == ["out"]  # no temporary folder left
+    assert load_model(good_folder).config["channels"] == [8, 8]
+
+
+def test_a_failure_while_moving_the_new_files_in_puts_the_old_ones_back(good_folder, monkeypatch):
+    before = _files(good_folder)
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(src)
+        if ".tmp-" in str(src) and len([c for c in calls if ".tmp-" in str(c)]) == 2:
+            raise OSError("simulated failure on the second new file")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="simulated"):
+        ESPCN.from_preset("espcn-tiny", channels=[4, 4]).save_pretrained(good_folder)
+    monkeypatch.undo()
+    assert _files(good_folder) == before
+    assert sorted(p.name for p in good_folder.parent.iterdir()) == ["out"]
+
+
+def test_saving_over_a_folder_replaces_the_model_files_only(good_folder):
+    """Checkpoints and metrics beside the model stay; a picture the new model does not have
+    goes (it would be loaded back as the new model's)."""
+    new = ESPCN.from_preset("espcn-tiny", channels=[4, 4])
+    new.save_pretrained(good_folder)
+    names = {p.name for p in good_folder.iterdir()}
+    assert names == {"config.json", "model.safetensors", "README.md", "model_card.json", "checkpoint-5",
+                     "metrics.json"}
+    assert load_model(good_folder).config["channels"] == [4, 4]
+    assert sorted(p.name for p in good_folder.parent.iterdir()) == ["out"]
+
+
+def test_saving_to_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "model").write_text("a file")
+    with pytest.raises(NotADirectoryError, match="exists and is not a folder"):
+        ESPCN.from_preset("espcn-tiny").save_pretrained(tmp_path / "model")

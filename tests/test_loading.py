@@ -7,7 +7,8 @@ import pytest
 from huggingface_hub.errors import LocalEntryNotFoundError
 from safetensors.torch import save_file
 
-import sr_models.loading as loading
+import sr_models.hub as hub
+from huggingface_hub import constants as hub_constants
 from sr_models import ESPCN, HAT, load_model
 from sr_models.loading import BUNDLED, DEFAULT_MODELS, bundled_folder, load_bundled
 
@@ -56,6 +57,42 @@ def test_load_model_explains_unknown_names(tmp_path):
         load_model(tmp_path / "m", scale=2)
 
 
+def test_a_relative_folder_that_is_not_a_model_folder_says_what_is_wrong(tmp_path, monkeypatch):
+    """``--model ../weights`` was reported as an invalid repo id (issue 19, item 14)."""
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    with pytest.raises(ValueError) as err:
+        load_model("../weights")
+    assert str(err.value).startswith(f"there is no file or folder '../weights' (from {tmp_path / 'work'})")
+    assert "repo id" not in str(err.value).split(",")[0]
+
+    (tmp_path / "weights").mkdir()
+    ESPCN.from_preset("espcn-tiny").save_pretrained(tmp_path / "weights" / "espcn-x4")
+    (tmp_path / "weights" / "notes.txt").write_text("")
+    for load in (load_model, ESPCN.from_pretrained):
+        with pytest.raises(FileNotFoundError, match=r"^\.\./weights is not a model folder \(no config\.json\); "
+                                                    "the model folders in it: espcn-x4$"):
+            load("../weights")
+    (tmp_path / "weights" / "espcn-x4").rename(tmp_path / "elsewhere")
+    with pytest.raises(FileNotFoundError, match=r"is not a model folder: it has no config\.json \(it holds notes\.txt\)"):
+        load_model("../weights")
+
+
+def test_a_repo_the_hub_does_not_have_is_named(monkeypatch):
+    import httpx2
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    def not_found(*args, **kwargs):
+        response = httpx2.Response(404, request=httpx2.Request("HEAD", "https://hub.invalid/you/x"))
+        raise RepositoryNotFoundError("404 Client Error. Repository Not Found\nmore lines", response=response)
+
+    monkeypatch.setattr(hub, "get_hf_file_metadata", not_found)  # the Hub answers, then says the same again
+    monkeypatch.setattr(hub, "hf_hub_download", not_found)
+    with pytest.raises(FileNotFoundError, match=r"^no model 'you/x' on the Hugging Face Hub \(.*\), or it is "
+                                                "private or gated"):
+        load_model("you/x")
+
+
 def test_the_registry_names_each_bundled_folder_with_its_architecture():
     assert DEFAULT_MODELS == ["espcn-faces", "hat-faces"]
     for name, entry in BUNDLED.items():
@@ -86,7 +123,8 @@ def test_an_override_that_cannot_be_fetched_falls_back_with_a_warning(monkeypatc
     def offline(*args, **kwargs):
         raise LocalEntryNotFoundError("offline and not in the cache")
 
-    monkeypatch.setattr(loading, "hf_hub_download", offline)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "hf_hub_download", offline)
     monkeypatch.setenv("SR_HAT_MODEL", "someone/not-cached")
     model, source = load_bundled("hat-faces")
     assert isinstance(model, HAT) and source == "bundled weights/hat-small-faces-x4"

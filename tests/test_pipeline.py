@@ -1,5 +1,8 @@
 """upscale(): image modes, orientation, tiling, devices, precision, errors."""
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -246,6 +249,42 @@ def test_truncated_file_is_reported(espcn, tmp_path):
         upscale(espcn, tmp_path / "cut.png")
 
 
+def _png(path, width, height, rows, interlace=0):
+    """A PNG of 8-bit RGB whose compressed data holds ``rows`` (filter byte + pixels per
+    row, passes one after another when interlaced): a complete zlib stream, whatever the
+    header says."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, interlace)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_pixel_data_that_ends_early_is_an_error_naming_the_file(tmp_path):
+    """A header of 6000x6000 with data for 64 rows: PIL decodes it without an error, the
+    rest black, and it was upscaled for 6 minutes (issue 19, item 10)."""
+    row = b"\0" + bytes(range(256)) * 70 + bytes(3 * 6000 - 256 * 70)
+    path = _png(tmp_path / "cut.png", 6000, 6000, [row] * 64)
+    assert path.stat().st_size < 10_000
+    with pytest.raises(ImageInputError, match=r"cut\.png: corrupt image data \(truncated pixel data: 1,152,064 of "
+                                              r"the 108,006,000 bytes a 6000x6000 image needs\)"):
+        load_image(path)
+
+
+def test_complete_pngs_whose_last_row_is_black_or_interlaced_are_read(tmp_path):
+    black_bottom = np.zeros((6, 5, 3), np.uint8)
+    black_bottom[:3] = 200
+    Image.fromarray(black_bottom).save(tmp_path / "black.png")
+    assert np.array_equal(np.asarray(load_image(tmp_path / "black.png")), black_bottom)
+    # Adam7 passes of a 3x2 image: pass 1 has pixel (0, 0), pass 4 (2, 0), pass 6 (1, 0), pass 7 row 1
+    passes = [b"\0" + bytes(3), b"\0" + bytes(3), b"\0" + bytes(3), b"\0" + bytes(9)]
+    assert load_image(_png(tmp_path / "adam7.png", 3, 2, passes, interlace=1)).size == (3, 2)
+    with pytest.raises(ImageInputError, match="truncated pixel data"):
+        load_image(_png(tmp_path / "adam7-cut.png", 3, 2, passes[:3], interlace=1))
+
+
 def test_pixel_limit_is_checked_before_decoding(espcn, tmp_path):
     Image.new("L", (3000, 3000)).save(tmp_path / "big.png")
     with pytest.raises(ImageInputError, match="9.0 MP"):
@@ -302,3 +341,12 @@ def test_unavailable_or_unknown_devices_are_value_errors(monkeypatch):
     with pytest.raises(ValueError, match="device='gpu' is invalid"):
         resolve_device("gpu")
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_the_meta_device_is_a_usage_error_and_the_model_stays_where_it_was(espcn):
+    """"meta" holds no data: it once moved the caller's model there for good (issue 19, item 12)."""
+    with pytest.raises(ValueError, match="device 'meta' cannot run a model here"):
+        upscale(espcn, Image.new("RGB", (8, 8)), device="meta")
+    assert all(p.device.type == "cpu" and not p.is_meta for p in espcn.parameters())
+    with pytest.raises(ValueError, match="device 'meta'"):
+        resolve_device(torch.device("meta"))

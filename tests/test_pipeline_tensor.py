@@ -74,3 +74,24 @@ def test_both_models_share_one_input_check(any_model, make_input, message):
 def test_upscale_tensor_refuses_what_is_not_a_tensor(any_model):
     with pytest.raises(TypeError, match="ndarray"):
         upscale_tensor(any_model, np.zeros((1, 3, 8, 8), np.float32))
+
+
+def test_a_non_finite_output_is_an_error_naming_the_model(tmp_path):
+    """Finite input, broken model: an error naming the model, never an all-black image
+    (issue 19, item 8)."""
+    from PIL import Image
+
+    from sr_models import upscale
+    from sr_models.pipeline import NonFiniteOutputError
+
+    model = ESPCN.from_preset("espcn-tiny", upscale=2).eval()
+    with torch.no_grad():
+        model.body[-1].bias[0] = float("inf")  # as weights of 1e38 overflow to
+    with pytest.raises(NonFiniteOutputError, match=r"^the ESPCN model gave NaN or infinite values for this input"):
+        with torch.no_grad():
+            upscale_tensor(model, torch.rand(1, 3, 8, 8))
+    model.name_or_path = str(tmp_path / "broken")
+    with pytest.raises(ValueError, match=rf"^ESPCN \({tmp_path / 'broken'}\) gave NaN or infinite values"):
+        upscale(model, Image.new("RGB", (8, 8), "grey"), device="cpu")
+    with pytest.raises(ValueError, match="gave NaN or infinite values"):  # each tile goes through the same check
+        upscale(model, Image.new("RGB", (40, 40), "grey"), device="cpu", tile=16)

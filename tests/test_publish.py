@@ -12,10 +12,11 @@ import yaml
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from sr_models import ESPCN, HAT, load_model
+from sr_models import ESPCN, HAT, load_model, publish
 from sr_models.__main__ import main
 from sr_models.cards import CardInfo, dataset_type, render_model_card
 from sr_models.loading import BUNDLED, bundled_folder
+from sr_models.publish import PublishError
 
 INFO = CardInfo(
     evaluations=[{"dataset": "CelebA-HQ held-out faces", "dataset_id": "celeba-hq-heldout", "scale": 4,
@@ -100,9 +101,15 @@ def test_licence_other_without_its_name_and_link_is_refused_before_anything_is_w
     with pytest.raises(ValueError, match="license 'other' needs license_name and license_link"):
         info.check_licence()
     model = ESPCN.from_preset("espcn-tiny")
+    model.save_pretrained(tmp_path / "model")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()}
     with pytest.raises(ValueError, match="license_link"):
-        model.save_pretrained(tmp_path, card_info=info)
-    assert (tmp_path / "model.safetensors").is_file()  # the card fails, the weights are kept
+        model.save_pretrained(tmp_path / "model", card_info=info)
+    with pytest.raises(ValueError, match="license_link"):
+        model.save_pretrained(tmp_path / "new", card_info=info)
+    # a save is complete or nothing: the folder that was there is untouched, no new one
+    assert {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
 def test_the_hat_card_says_plainly_when_the_weights_need_sr_models():
@@ -223,6 +230,12 @@ def test_push_to_hub_of_the_mixin_uploads_the_real_card(tmp_path, monkeypatch):
 
     monkeypatch.setattr(hub_mixin, "HfApi", FakeApi)
     model = ESPCN.from_preset("espcn-tiny")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(publish, "get_token", lambda: None)
+    with pytest.raises(PublishError, match="^not logged in to the Hugging Face Hub"):  # as `sr-models push`
+        model.push_to_hub("me/espcn")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
+    monkeypatch.setattr(publish, "get_token", lambda: "hf_secret_token_value")
     model.card_info = INFO
     model.push_to_hub("me/espcn")
     card = uploaded["card"][1]
