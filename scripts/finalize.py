@@ -12,7 +12,16 @@ held-out set, the comparison strip). This adds what only the bundled weights kno
 - the training cost (wall time, steps, hardware) from the run's training_facts.json; for a
   run fine-tuned from other weights (``--pretrained_model_name_or_path`` a folder with
   its own training_facts.json, e.g. a bundled folder), the weights it started from
-  (also the card's ``base_model``) and the total cost of both runs.
+  (also the card's ``base_model``, unless they are the target's own earlier version) and
+  the total cost of every stage: the chain of stages is kept in the target's
+  training_facts.json (``stages``, benchmarks/stages.py), each stage with its own cost.
+
+No regression: when the target holds weights already, they are scored beside the run on
+the same held-out sets, and the run replaces them only if it beats them (higher PSNR-Y) on
+every set, under the LR the weights are for (the protocol's for weights trained on bicubic
+LR, the ``--degradation`` tables for weights trained on a realistic degradation).
+Otherwise it stops and says where the run falls short; ``--force`` replaces them anyway
+(and says so).
 
     python -m scripts.finalize runs/espcn-faces-v2-x4 weights/espcn-faces-x4 \\
         --held-out celeba=data/faces256v2/val --held-out studio=data/faces256v2/val_studio \\
@@ -32,10 +41,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.compare import named_folder, score_sets
+from benchmarks.quality import named_folder, score_sets, table_key
+from benchmarks.stages import FACTS_FILE, describe_total, stage_record, stages_of
 from scripts.prepare_faces import HR_SIZE, MULTISCALE_SIZES
 from sr_models import load_model
-from sr_models.cards import CardInfo, dataset_type, format_duration
+from sr_models.cards import CardInfo, dataset_type
 from sr_models.constants import CONFIG_FILE, HUB_ORGANISATION
 from sr_models.degradations import PRESETS
 from sr_models.evaluation import find_images
@@ -50,7 +60,7 @@ HELD_OUT_SETS = {
     "celeba": ("CelebA-HQ held-out faces", "celeba-hq-faces-heldout"),
     "studio": ("London Set held-out studio faces", "london-studio-faces-heldout"),
 }
-MODEL = "model"  # the run's model in the score tables
+MODEL, SHIPPED = "model", "shipped"  # the run's model and the target's current weights in the score tables
 
 
 @dataclass(frozen=True)
@@ -153,20 +163,25 @@ def base_facts(facts: dict) -> dict | None:
     """The training facts of the weights a fine-tuning run started from, when they are a
     local folder written by the training scripts (None for a run from scratch)."""
     start = facts.get("pretrained_from")
-    if not start or not (Path(start) / "training_facts.json").is_file():
+    if not start or not (Path(start) / FACTS_FILE).is_file():
         return None
-    return json.loads((Path(start) / "training_facts.json").read_text())
+    return json.loads((Path(start) / FACTS_FILE).read_text())
 
 
-def fine_tuning_cost(facts: dict, base: dict, base_model: str) -> dict:
-    """Training facts naming the base weights and the cost of both runs together."""
-    steps, seconds = facts["steps"] + base["steps"], facts["wall_time_s"] + base["wall_time_s"]
-    return {"fine_tuned_from": f"{base_model} ({base['steps']:,} steps, {format_duration(base['wall_time_s'])})",
-            "total_cost": f"{steps:,} steps, {format_duration(seconds)} (the weights it started from, then this run)"}
+def stage_chain(facts: dict, run_dir: Path, tables: list[dict]) -> list[dict]:
+    """The stages of the finalized weights: those of the weights the run started from, then
+    the run itself with its cost and its held-out PSNR-Y per table."""
+    base = base_facts(facts)
+    scores = {table_key(t): round(t["summary"][MODEL]["psnr"], 4) for t in tables}
+    this = stage_record(facts, run=run_dir.name, scores=scores)
+    # finalizing the same run again (--force) must not count it twice
+    same = ("run", "steps", "wall_time_s")
+    earlier = [s for s in stages_of(base) if [s[k] for k in same] != [this[k] for k in same]] if base else []
+    return earlier + [this]
 
 
 def finalized_card(info: CardInfo, facts: dict, counts: list[tuple[Source, int]], tables: list[dict],
-                   target: Path) -> CardInfo:
+                   target: Path, stages: list[dict]) -> CardInfo:
     """The run's card with the bundled weights' licence, data, scores and training cost."""
     info.license, info.license_name, info.license_link = "other", LICENSE_NAME, LICENSE_LINK
     info.licence_note = licence_note(counts, tables)
@@ -177,15 +192,49 @@ def finalized_card(info: CardInfo, facts: dict, counts: list[tuple[Source, int]]
     for key in ("steps", "wall_time_s", "hardware"):
         if facts.get(key) is not None:
             info.training[key] = facts[key]
-    base = base_facts(facts)
-    if base:
-        info.base_model = f"{HUB_ORGANISATION}/{Path(facts['pretrained_from']).name}"
-        info.training.update(fine_tuning_cost(facts, base, info.base_model))
+    if len(stages) > 1:  # fine-tuned from local weights with their own training facts
+        base = f"{HUB_ORGANISATION}/{Path(facts['pretrained_from']).name}"
+        earlier = "the previous " if base == info.repo_id else ""  # a stage of these same weights
+        info.base_model = None if earlier else base
+        info.training["fine_tuned_from"] = f"{earlier}{base} ({describe_total(stages[:-1])})"
+        info.training["total_cost"] = describe_total(stages)
     return info
 
 
-def write_folder(model, info: CardInfo, run_dir: Path, target: Path) -> None:
-    """Replace ``target`` (only a weights folder or an empty one) by the finalized folder."""
+def shipped_model(target: Path):
+    """The weights ``target`` holds now (None when it holds none yet)."""
+    return load_model(str(target)) if (target / CONFIG_FILE).is_file() else None
+
+
+def checked_lr(facts: dict, degradation: str | None) -> str | None:
+    """The LR the no-regression check compares under: the protocol's (None) for weights
+    trained on bicubic LR, the --degradation tables for weights trained on a realistic one."""
+    if (facts.get("degradation") or {}).get("kind", "bicubic") == "bicubic":
+        return None
+    if degradation is None:
+        raise SystemExit("finalize: these weights were trained on a realistic degradation; the check against the "
+                         "shipped weights is made under it: give --degradation PRESET --seed N")
+    return degradation
+
+
+def check_no_regression(tables: list[dict], lr: str | None, force: bool) -> None:
+    """Stop unless the run beats the shipped weights (higher PSNR-Y) on every held-out set
+    under ``lr``; ``force`` replaces them anyway, saying so."""
+    rows = [(t["name"], t["summary"][MODEL]["psnr"], t["summary"][SHIPPED]["psnr"])
+            for t in tables if t["degradation"] == lr]
+    for name, new, old in rows:
+        print(f"finalize: {name}, LR {lr or 'bicubic'}: this run {new:.2f} dB, shipped {old:.2f} dB ({new - old:+.2f})")
+    worse = [name for name, new, old in rows if new <= old]
+    if worse and not force:
+        raise SystemExit(f"finalize: not replacing the shipped weights: this run does not beat them on "
+                         f"{', '.join(worse)} (PSNR-Y above). Train on, or pass --force to replace them anyway.")
+    if worse:
+        print(f"finalize: --force: replacing the shipped weights, which score higher on {', '.join(worse)}")
+
+
+def write_folder(model, info: CardInfo, run_dir: Path, target: Path, facts: dict) -> None:
+    """Replace ``target`` (only a weights folder or an empty one) by the finalized folder,
+    with the run's metrics and its training facts (``facts``: with the stages)."""
     if target.resolve() == run_dir.resolve():
         raise SystemExit("finalize: the target is the run folder itself")
     if target.exists():
@@ -193,25 +242,30 @@ def write_folder(model, info: CardInfo, run_dir: Path, target: Path) -> None:
             raise SystemExit(f"finalize: {target} is not a weights folder (no {CONFIG_FILE}); not replacing it")
         shutil.rmtree(target)
     model.save_pretrained(target, card_info=info)
-    for extra in ("metrics.json", "training_facts.json"):
-        if (run_dir / extra).is_file():
-            shutil.copy2(run_dir / extra, target / extra)
+    if (run_dir / "metrics.json").is_file():
+        shutil.copy2(run_dir / "metrics.json", target / "metrics.json")
+    (target / FACTS_FILE).write_text(json.dumps(facts, indent=2) + "\n")
 
 
 def main(args: argparse.Namespace) -> None:
     run_dir, target = Path(args.run_dir), Path(args.target)
     model = load_model(str(run_dir))
-    facts_file = run_dir / "training_facts.json"
+    facts_file = run_dir / FACTS_FILE
     if model.card_info is None or not facts_file.is_file():
         raise SystemExit(f"{run_dir} has no model_card.json or training_facts.json: "
                          "was it written by train/espcn.py or train/hat.py?")
     facts = json.loads(facts_file.read_text())
     counts = count_sources(training_faces_dir(facts, args.train_dir))
+    shipped = shipped_model(target)
+    lr = checked_lr(facts, args.degradation) if shipped else None
     degradations = [None, *([args.degradation] if args.degradation else [])]
-    tables = score_sets({MODEL: model}, args.held_out, degradations=degradations, seed=args.seed,
-                        scale=model.scale, hr_size=HR_SIZE)
-    info = finalized_card(model.card_info, facts, counts, tables, target)
-    write_folder(model, info, run_dir, target)
+    tables = score_sets({MODEL: model, **({SHIPPED: shipped} if shipped else {})}, args.held_out,
+                        degradations=degradations, seed=args.seed, scale=model.scale, hr_size=HR_SIZE)
+    if shipped:
+        check_no_regression(tables, lr, args.force)
+    stages = stage_chain(facts, run_dir, tables)
+    info = finalized_card(model.card_info, facts, counts, tables, target, stages)
+    write_folder(model, info, run_dir, target, {**facts, "stages": stages})
     size = sum(p.stat().st_size for p in target.iterdir()) / 1e6
     for evaluation in info.evaluations:
         gain = evaluation["model"]["psnr"] - evaluation["bicubic"]["psnr"]
@@ -230,6 +284,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--degradation", choices=sorted(PRESETS), default=None,
                         help="also score every set under this seeded realistic degradation")
     parser.add_argument("--seed", type=int, default=0, help="seed of --degradation (default: %(default)s)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the target's weights even where this run does not beat them")
     parser.add_argument("--train-dir", default=None,
                         help="the training faces, one file per face (default: from training_facts.json)")
     args = parser.parse_args(argv)

@@ -1,15 +1,16 @@
 """benchmarks/compare.py end to end on tiny models, and the pages its --update-readme writes."""
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from benchmarks import compare
-from sr_models import ESPCN, HAT
+from benchmarks import compare, cost, quality, report
+from sr_models import ESPCN, HAT, load_model
 from sr_models.loading import DEFAULT_MODELS
 
-START, END = compare.RESULTS_START, compare.RESULTS_END
+START, END = report.RESULTS_START, report.RESULTS_END
 
 
 def _page() -> str:
@@ -44,8 +45,8 @@ def study(tmp_path_factory):
         "--hr-size", "64", "--degradation", "moderate", "--seed", "1",
         "--latency-sizes", "16", "32", "--repeats", "1", "--output-dir", str(root / "benchmarks" / "results"),
         "--update-readme", "--readme", str(readme), "--study", str(study_page)])
-    report = compare.run(args)
-    return {"root": root, "report": report, "out": root / "benchmarks" / "results", "readme": readme,
+    result = compare.run(args)
+    return {"root": root, "report": result, "out": root / "benchmarks" / "results", "readme": readme,
             "study": study_page, "espcn": str(root / "espcn"), "hat": str(root / "hat"), "hr": hr}
 
 
@@ -73,7 +74,7 @@ def test_compare_writes_the_report_tables_and_plots(study):
 
 def test_every_set_gets_a_protocol_table_and_a_seeded_realistic_one(study):
     tables = json.loads((study["out"] / "compare.json").read_text())["quality"]
-    assert [compare.table_key(t) for t in tables] == TABLES
+    assert [quality.table_key(t) for t in tables] == TABLES
     assert [(t["degradation"], t["seed"]) for t in tables] == [(None, None), ("moderate", 1)] * 2
     assert [len(t["images"]) for t in tables] == [3, 3, 2, 2]
     assert all(set(t["summary"]) == {"bicubic", study["espcn"], study["hat"]} for t in tables)
@@ -121,7 +122,7 @@ def test_update_pages_checks_both_pages_before_writing_either(study, tmp_path):
     readme.write_text(_page())
     page.write_text("a study page without the markers\n")
     with pytest.raises(SystemExit, match="no <!-- results:start -->"):
-        compare.update_pages(study["report"], study["out"], readme=readme, study=page)
+        report.update_pages(study["report"], study["out"], readme=readme, study=page)
     assert readme.read_text() == _page()
 
 
@@ -135,7 +136,7 @@ def test_default_models_are_the_bundled_ones():
     ("data/a=b", ("a=b", "data/a=b")),  # a name never holds a "/": a folder with "=" in its name
 ])
 def test_held_out_sets_are_named_or_named_after_their_folder(value, expected):
-    name, folder = compare.named_folder(value)
+    name, folder = quality.named_folder(value)
     assert (name, folder.as_posix()) == expected
 
 
@@ -147,4 +148,39 @@ def test_sets_must_have_distinct_names_and_a_folder(tmp_path, capsys):
         compare.parse_args(["--hr", "celeba=val", "--degradation", "moderate", "--seed", "-1"])
     assert "--seed must be an integer >= 0" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="share a name"):
-        compare.score_sets({}, [("val", tmp_path), ("val", tmp_path)], degradations=[None])
+        quality.score_sets({}, [("val", tmp_path), ("val", tmp_path)], degradations=[None])
+
+
+def test_a_rerun_writes_a_fresh_untracked_folder_and_never_the_shipped_results(tmp_path, monkeypatch):
+    monkeypatch.setattr(compare, "RUNS", tmp_path / "runs")
+    first = Path(compare.parse_args(["--hr", "faces"]).output_dir)
+    assert first.parent == tmp_path / "runs" and first.name.startswith("compare-")
+    first.mkdir(parents=True)
+    second = Path(compare.parse_args(["--hr", "faces"]).output_dir)
+    assert second != first and not second.exists()  # a fresh folder, even within the same second
+    gitignore = (compare.PROJECT_ROOT / ".gitignore").read_text().splitlines()
+    assert f"/{compare.RUNS.name}/" in gitignore  # the default folder is never committed
+
+
+def test_only_an_explicit_flag_writes_the_shipped_results(tmp_path, capsys):
+    shipped = str(compare.SHIPPED_RESULTS)
+    assert compare.parse_args(["--hr", "faces", "--write-shipped-results"]).output_dir == shipped
+    assert compare.parse_args(["--hr", "faces", "--update-readme"]).output_dir == shipped  # the pages link there
+    chosen = ["--hr", "faces", "--update-readme", "--output-dir", str(tmp_path)]
+    assert compare.parse_args(chosen).output_dir == str(tmp_path)
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--hr", "faces", "--write-shipped-results", "--output-dir", str(tmp_path)])
+    assert "leave out --output-dir" in capsys.readouterr().err
+
+
+def test_the_training_cost_adds_up_the_stages(tmp_path):
+    folder = tmp_path / "hat-small-faces-x4"
+    ESPCN.from_preset("espcn-tiny").save_pretrained(folder)
+    stages = [{"run": "v2", "steps": 6000, "images_seen": 48000, "wall_time_s": 4500.0},
+              {"run": "v3s1", "steps": 8000, "images_seen": 64000, "wall_time_s": 9000.0}]
+    (folder / "training_facts.json").write_text(json.dumps({"steps": 8000, "wall_time_s": 9000.0, "stages": stages}))
+    cost_row = cost.training_cost(str(folder), load_model(str(folder)))
+    assert (cost_row["stages"], cost_row["steps"], cost_row["images_seen"], cost_row["wall_time_s"]) == (
+        2, 14000, 112000, 13500.0)
+    row = report.training_table({"hat-faces": cost_row})[-1]
+    assert row.startswith("| hat-faces | 2 | 14,000 | 112,000 | 3 h 45 min |")
