@@ -48,6 +48,7 @@ TRAINING_LABELS = {
 @dataclass
 class CardInfo:
     """What a card says beyond the model itself; JSON-able, stored as model_card.json.
+    ``name`` titles the card when there is no ``repo_id`` (whose name comes first).
 
     ``evaluations``: one dict per dataset and scale, with ``dataset`` (a name),
     optional ``dataset_id`` (the Hub id of the data, or a slug naming a set that is not on
@@ -75,6 +76,9 @@ class CardInfo:
     faces: bool = False
     repo_id: str | None = None
     space_url: str | None = None
+    #: The model's name (title, model-index) when there is no ``repo_id``: e.g. the
+    #: training's output folder; else "<architecture>-x<scale>".
+    name: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -182,6 +186,15 @@ def _licence_line(info: CardInfo) -> str:
     return "The licence of these weights is not stated."
 
 
+def below_bicubic(info: CardInfo, evaluation: dict) -> bool:
+    """Whether the model scores under bicubic on an evaluation whose LR it was trained for
+    (the protocol's; realistic rows too when it was trained on realistic degradations): such
+    weights are not usable yet, and the card says so beside the numbers. (A clean-trained
+    model below bicubic on realistic LR is out of distribution, which Limitations says.)"""
+    trained_for = not evaluation.get("degradation") or realistic_training(info) is not None
+    return trained_for and evaluation["model"]["psnr"] < evaluation["bicubic"]["psnr"]
+
+
 def _eval_results(info: CardInfo) -> list[EvalResult]:
     results = []
     for e in info.evaluations:
@@ -205,7 +218,7 @@ def render_model_card(model, info: CardInfo | None = None, *, comparison_image: 
     info = info or CardInfo()
     info.check_licence()
     arch = type(model).__name__
-    name = info.repo_id.split("/")[-1] if info.repo_id else f"{arch.lower()}-x{model.scale}"
+    name = info.repo_id.split("/")[-1] if info.repo_id else info.name or f"{arch.lower()}-x{model.scale}"
     card_data = ModelCardData(
         library_name=LIBRARY_NAME,
         license=info.license,
@@ -236,7 +249,8 @@ def render_model_card(model, info: CardInfo | None = None, *, comparison_image: 
         space_url=info.space_url,
         training=bool(info.training),
         training_rows=training_rows,
-        evaluations=[{**e, "name": evaluation_name(e)} for e in info.evaluations],
+        evaluations=[{**e, "name": evaluation_name(e), "below_bicubic": below_bicubic(info, e)}
+                     for e in info.evaluations],
         realistic_rows=any(e.get("degradation") for e in info.evaluations),
         realistic_training=realistic_training(info),
         protocol=PROTOCOL,

@@ -92,7 +92,7 @@ def hat_args(images, out, steps=6):
     return ["--model", "hat-tiny", "--train_data_dir", images / "train", "--validation_data_dir", images / "val",
             *TINY, "--max_train_steps", steps, "--checkpointing_steps", 3, "--validation_steps", 3,
             "--use_ema", "--ema_decay", "0.9", "--gradient_checkpointing", "--lr_scheduler", "cosine",
-            "--lr_warmup_steps", 2, "--max_grad_norm", "1.0", "--output_dir", out]
+            "--lr_warmup_steps", 2, "--max_grad_norm", "1.0", "--validation_hr_size", 48, "--output_dir", out]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sr_models.training import errors
+from sr_models.training import data, errors, report
 from sr_models.training import espcn as espcn_script
 from sr_models.training import hat as hat_script
 from sr_models.training.data import DataError
@@ -43,15 +43,40 @@ def usage_error(script, argv, capsys) -> str:
     (hat_script, ["--train_batch_size", "0"], "must be >= 1"),
     (espcn_script, ["--mixed_precision", "fp8"], "invalid choice: 'fp8'"),
     (hat_script, ["--resume_from_checkpoint", "/no/checkpoint-5"], "no such folder"),
-    (hat_script, ["--ema_decay", "1"], "--ema_decay must be in [0, 1)"),
+    (hat_script, ["--ema_decay", "1"], "--ema_decay: must be in [0, 1)"),
     (espcn_script, ["--data_license", "CC BY 4.0"], "not a Hub licence id"),
     (espcn_script, ["--data_license", "other"], "--data_license other needs --data_license_name"),
     (espcn_script, ["--data_license", "other", "--data_license_link", "https://e.com"], "needs --data_license_name"),
     (espcn_script, ["--data_license_name", "mine"], "--data_license_name needs --data_license"),
     (espcn_script, ["--data_license_link", "https://example.com/terms"], "--data_license_link needs --data_license"),
+    # issue 19: each of these used to end in a traceback during or after start-up
+    (espcn_script, ["--adam_beta1", "2"], "--adam_beta1: must be in [0, 1), got 2"),
+    (espcn_script, ["--adam_beta2", "-1"], "--adam_beta2: must be in [0, 1), got -1"),
+    (espcn_script, ["--adam_epsilon", "-1"], "--adam_epsilon: must be a number > 0, got -1"),
+    (espcn_script, ["--adam_weight_decay", "-1"], "--adam_weight_decay: must be a number >= 0, got -1"),
+    (espcn_script, ["--seed", "-1"], "--seed: must be in [0, 2**32 - 1], got -1"),
+    (espcn_script, ["--learning_rate", "1e300"], "--learning_rate 1e+300 is too large"),
+    (espcn_script, ["--learning_rate", "inf"], "--learning_rate: must be a number > 0, got inf"),
+    (espcn_script, ["--output_dir", "/proc/foo"], "--output_dir /proc/foo: cannot write there"),
 ])
 def test_argument_mistakes_get_argparse_errors(script, argv, message, capsys):
     assert message in usage_error(script, argv, capsys)
+
+
+def test_a_noise_sigma_of_1e308_is_refused_at_start_up(tmp_path, capsys):
+    config = tmp_path / "noise.json"
+    config.write_text('{"first": {"noise_sigma": [1, 1e308]}}')
+    err = usage_error(hat_script, ["--degradation", "realistic", "--degradation_config", str(config)], capsys)
+    assert "first.noise_sigma=[1, 1e+308]: noise over 255 levels" in err and "Traceback" not in err
+
+
+def test_settings_that_run_but_are_probably_wrong_are_warned_about():
+    args = espcn_script.parse_args(["--max_train_steps", "100", "--lr_warmup_steps", "500", "--use_ema",
+                                    "--no_ema_warmup"])
+    warnings = report.startup_warnings(args, data.DataTerms())
+    assert any("--lr_warmup_steps 500 is not shorter than the run (--max_train_steps 100)" in w for w in warnings)
+    assert any("90% of the published EMA weights is still the starting point" in w for w in warnings)
+    assert not report.startup_warnings(espcn_script.parse_args(["--use_ema"]), data.DEFAULT_DATASET_TERMS)
 
 
 def test_defaults_follow_the_official_recipes():
@@ -99,6 +124,7 @@ def test_push_to_hub_needs_a_repo_id(logged_in, capsys):
     (errors.UsageError("--report_to wandb: the package is not installed"), 2),
     (DataError("--train_data_dir faces: no image files in it"), 2),
     (errors.TrainingDiverged("the loss is nan at step 3"), 1),
+    (errors.RunFailed("no space left on the device of out while saving checkpoint-3"), 1),
 ])
 def test_a_failed_run_ends_in_one_line_and_an_exit_code(error, code, capsys):
     def main(args):

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from sr_models import ESPCN
 from sr_models.training import checkpoints, report, trainer
+from sr_models.training.ema import EMA
 from sr_models.training import espcn as espcn_script
 from sr_models.training import hat as hat_script
 from sr_models.training.errors import TrainingDiverged, UsageError
@@ -34,7 +35,8 @@ def tiny_args(images: Path, out: Path, *extra: str):
     return espcn_script.parse_args([
         "--model", "espcn-tiny", "--train_data_dir", str(images), "--max_eval_samples", "2", "--hr_patch_size", "32",
         "--train_batch_size", "2", "--max_train_steps", "2", "--checkpointing_steps", "1", "--validation_steps", "1",
-        "--dataloader_num_workers", "0", "--report_to", "none", "--output_dir", str(out), *extra])
+        "--dataloader_num_workers", "0", "--report_to", "none", "--validation_hr_size", "32", "--output_dir", str(out),
+        *extra])
 
 
 @pytest.fixture
@@ -102,20 +104,20 @@ def test_losses():
 
 def test_ema_is_the_exponential_average_and_loads_a_checkpoints_weights():
     model = torch.nn.Linear(2, 1)
-    ema = trainer.EMA(model, decay=0.9)
+    ema = EMA(model, decay=0.9, warmup=False)
     start = model.weight.detach().clone()
     with torch.no_grad():
         model.weight.add_(1.0)
     ema.update(model)
     assert torch.allclose(ema.shadow["weight"], 0.9 * start + 0.1 * model.weight, atol=1e-6)
-    other = trainer.EMA(torch.nn.Linear(2, 1), decay=0.5)
-    other.load(ema.shadow)
-    assert torch.equal(other.shadow["weight"], ema.shadow["weight"])  # a copy: exact
+    other = EMA(torch.nn.Linear(2, 1), decay=0.5, warmup=True)
+    other.load(ema.shadow, updates=7)
+    assert torch.equal(other.shadow["weight"], ema.shadow["weight"]) and other.updates == 7  # a copy: exact
     copy = torch.nn.Linear(2, 1)
     ema.copy_to(copy)
     assert torch.equal(copy.weight, ema.shadow["weight"])
     with pytest.raises(ValueError, match="another model"):
-        other.load({"weight": ema.shadow["weight"]})
+        other.load({"weight": ema.shadow["weight"]}, updates=0)
 
 
 def test_nan_weights_are_never_written(tmp_path):

@@ -9,12 +9,17 @@ preset, its architecture flags and its recipe (defaults) to :func:`build_parser`
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
+import tempfile
 from pathlib import Path
+
+import torch
 
 from sr_models.degradations import PRESETS as DEGRADATION_PRESETS
 from sr_models.training import data, pairs
+from sr_models.training.public import public_command
 
 LOSSES = ("l1", "l2", "charbonnier")
 SCHEDULERS = ("constant", "cosine", "multistep")
@@ -22,6 +27,20 @@ TRACKERS = ("tensorboard", "trackio", "wandb", "none")
 #: Hub licence ids are lower-case words joined by "-" or "." (cc-by-nc-sa-4.0, apache-2.0,
 #: openrail++, other, unknown).
 LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+_-]*")
+#: numpy's (and so Accelerate's set_seed's) seeds are 32-bit.
+MAX_SEED = 2**32 - 1
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The script's docstring as written, and every option's default, unless its help already
+    says it or it has none (a flag that is off, a value computed at start-up)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        # identity, not equality: a default of 0 is shown (0 == False)
+        if any(action.default is nothing for nothing in (None, False, argparse.SUPPRESS)) or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def _positive_int(text: str) -> int:
@@ -40,8 +59,30 @@ def _non_negative_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """A decay or an Adam beta: in [0, 1)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32 - 1], got {value}")
     return value
 
 
@@ -92,6 +133,10 @@ def _data_group(parser: argparse.ArgumentParser) -> None:
                    help="train on the first N images only (the study's HAT run used 10)")
     g.add_argument("--max_eval_samples", type=_non_negative_int, default=100,
                    help="validation images (default 100; 0 turns validation off)")
+    g.add_argument("--validation_hr_size", type=_non_negative_int, default=data.DEFAULT_VALIDATION_HR_SIZE,
+                   help="side of the validation HR images, prepared as `sr-models evaluate --hr-size` prepares them "
+                        "(centre square crop, PIL bicubic resize), so that the card's numbers equal `sr-models "
+                        "evaluate` on the same folder; 0: native size (large images are run in tiles)")
     g.add_argument("--hr_patch_size", type=_positive_int, default=None,
                    help="HR training patch side (default 64 * scale: 256 at x4, a 64x64 LR patch like official HAT)")
     g.add_argument("--shuffle_buffer_size", type=_positive_int, default=1000, help="streaming shuffle buffer (images)")
@@ -116,56 +161,67 @@ def _degradation_group(parser: argparse.ArgumentParser) -> None:
 def _optimisation_group(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("optimisation")
     g.add_argument("--train_batch_size", type=_positive_int, default=4, help="patches per process and step")
-    g.add_argument("--gradient_accumulation_steps", type=_positive_int, default=1)
+    g.add_argument("--gradient_accumulation_steps", type=_positive_int, default=1,
+                   help="batches per optimizer step (the effective batch is their sum over all processes)")
     g.add_argument("--max_train_steps", type=_positive_int, default=100_000,
                    help="optimizer steps (may grow on resume: the LR schedule follows the new total)")
-    g.add_argument("--learning_rate", type=_positive_float, default=2e-4)
-    g.add_argument("--lr_scheduler", choices=SCHEDULERS, default="constant")
+    g.add_argument("--learning_rate", type=_positive_float, default=2e-4, help="peak learning rate")
+    g.add_argument("--lr_scheduler", choices=SCHEDULERS, default="constant", help="learning-rate schedule")
     g.add_argument("--lr_warmup_steps", type=_non_negative_int, default=0, help="linear warm-up from 0")
     g.add_argument("--lr_milestones", type=_positive_int, nargs="+", default=None,
                    help="multistep: steps at which the LR is multiplied by --lr_gamma "
                         "(default: 50%%, 80%%, 90%%, 95%% of the run, like the official HAT schedules)")
     g.add_argument("--lr_gamma", type=_positive_float, default=0.5, help="multistep factor (default 0.5, as HAT)")
-    g.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
-    g.add_argument("--adam_beta1", type=float, default=0.9)
-    g.add_argument("--adam_beta2", type=float, default=0.99, help="default 0.99, as the official HAT recipes")
-    g.add_argument("--adam_weight_decay", type=float, default=0.0)
-    g.add_argument("--adam_epsilon", type=float, default=1e-8)
-    g.add_argument("--loss", choices=LOSSES, default="l1")
+    g.add_argument("--optimizer", choices=("adam", "adamw"), default="adam", help="optimizer")
+    g.add_argument("--adam_beta1", type=_fraction, default=0.9, help="Adam's first-moment decay")
+    g.add_argument("--adam_beta2", type=_fraction, default=0.99, help="default 0.99, as the official HAT recipes")
+    g.add_argument("--adam_weight_decay", type=_non_negative_float, default=0.0, help="weight decay")
+    g.add_argument("--adam_epsilon", type=_positive_float, default=1e-8, help="Adam's epsilon")
+    g.add_argument("--loss", choices=LOSSES, default="l1", help="pixel loss")
     g.add_argument("--max_grad_norm", type=_positive_float, default=None, help="clip the gradient norm (default: off)")
     g.add_argument("--use_ema", action="store_true",
                    help="keep an exponential moving average of the weights; it is what is validated and saved")
-    g.add_argument("--ema_decay", type=float, default=0.999)
+    g.add_argument("--ema_decay", type=_fraction, default=0.999, help="with --use_ema: the largest decay")
+    g.add_argument("--ema_warmup", dest="ema_warmup", action="store_true", default=True,
+                   help="(the default) warm the EMA up as diffusers does: decay min(--ema_decay, (1+t)/(10+t)) at "
+                        "step t, so that the average follows the first steps instead of staying near the start")
+    g.add_argument("--no_ema_warmup", dest="ema_warmup", action="store_false",
+                   help="the fixed --ema_decay from the first step (default: warm-up on)")
     g.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None,
                    help="default: the accelerate config's")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_seed, default=0, help="seed of the data order, crops and initial weights")
 
 
 def _output_group(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("checkpoints, validation and logging")
     g.add_argument("--output_dir", default=None, help="default: outputs/MODEL-xSCALE")
-    g.add_argument("--checkpointing_steps", type=_positive_int, default=1000)
+    g.add_argument("--checkpointing_steps", type=_positive_int, default=1000,
+                   help="write OUTPUT_DIR/checkpoint-STEP every N steps")
     g.add_argument("--checkpoints_total_limit", type=_positive_int, default=None, help="keep the newest N checkpoints")
     g.add_argument("--resume_from_checkpoint", default=None,
                    help="a checkpoint folder, or 'latest' in --output_dir (checkpoint folders are trusted input: "
                         "Accelerate unpickles the optimizer and RNG states in them)")
-    g.add_argument("--validation_steps", type=_positive_int, default=1000)
-    g.add_argument("--report_to", choices=TRACKERS, default="tensorboard")
-    g.add_argument("--tracker_project_name", default="sr-models")
+    g.add_argument("--allow_inexact_resume", action="store_true",
+                   help="resume even if the checkpoint's random-number states are missing or damaged (with fresh "
+                        "ones: the run is then no longer the same as an uninterrupted one)")
+    g.add_argument("--validation_steps", type=_positive_int, default=1000, help="validate every N steps and at the end")
+    g.add_argument("--report_to", choices=TRACKERS, default="tensorboard", help="tracker of losses, metrics and grids")
+    g.add_argument("--tracker_project_name", default="sr-models", help="the tracker's project")
     g.add_argument("--logging_dir", default="logs", help="tracker logs, relative to --output_dir")
 
     g = parser.add_argument_group("Hub")
     g.add_argument("--push_to_hub", action="store_true",
                    help="publish the output folder to the Hub at the end (the login is checked at start-up)")
-    g.add_argument("--hub_model_id", default=None, help="user/name of the model repo")
-    g.add_argument("--hub_private_repo", action="store_true")
+    g.add_argument("--hub_model_id", default=None,
+                   help="user/name of the model repo (its name also titles the card; default: the output folder's)")
+    g.add_argument("--hub_private_repo", action="store_true", help="create the Hub repo private")
 
 
 def build_parser(description: str, model_class, default_model: str, *, architecture: dict[str, dict],
                  recipe: dict) -> argparse.ArgumentParser:
     """The arguments both scripts share, the script's ``architecture`` flags (name ->
     ``add_argument`` keywords; they override the preset) and its ``recipe`` (defaults)."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     parser.set_defaults(model_class=model_class, default_model=default_model, arch_args=tuple(architecture))
     _model_group(parser, model_class, default_model)
     _data_group(parser)
@@ -226,8 +282,11 @@ def _check_degradation(parser: argparse.ArgumentParser, args: argparse.Namespace
 def _check_optimisation(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.lr_milestones and sorted(set(args.lr_milestones)) != args.lr_milestones:
         parser.error(f"--lr_milestones must be increasing, got {args.lr_milestones}")
-    if not 0 <= args.ema_decay < 1:
-        parser.error(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
+    # Adam's first step moves the weights by up to lr / (1 - beta1), applied to float32 weights.
+    first_step, limit = args.learning_rate / (1 - args.adam_beta1), torch.finfo(torch.float32).max
+    if first_step > limit:
+        parser.error(f"--learning_rate {args.learning_rate:g} is too large: Adam's first step would be "
+                     f"{first_step:g}, more than float32 holds ({limit:.3g})")
 
 
 def _check_output(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -236,8 +295,26 @@ def _check_output(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         args.output_dir = os.path.join("outputs", f"{name}-x{args.scale}")
     if Path(args.output_dir).is_file():
         parser.error(f"--output_dir {args.output_dir} is a file")
+    problem = _unwritable(Path(args.output_dir))
+    if problem:
+        parser.error(f"--output_dir {args.output_dir}: cannot write there ({problem})")
     if args.resume_from_checkpoint not in (None, "latest") and not Path(args.resume_from_checkpoint).is_dir():
         parser.error(f"--resume_from_checkpoint {args.resume_from_checkpoint}: no such folder")
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why a run could not write ``folder``, found before training: a temporary folder is made
+    (and removed) in it, or in its nearest existing parent. None if it can."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".sr-models-write-test-", dir=existing))
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
 
 
 def _check_hub(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -265,6 +342,8 @@ def _check_hub(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
     """Parse, and reject combinations that cannot work, with argparse's usage message."""
     args = parser.parse_args(argv)
+    # What the model card and training_facts.json say was run: the flags as given, no local paths.
+    args.public_command = public_command(parser, args, f"sr_models.training.{args.model_class.__name__.lower()}")
     for check in (_check_model, _check_data, _check_degradation, _check_optimisation, _check_output, _check_hub):
         check(parser, args)
     return args

@@ -15,7 +15,9 @@ with PyTorch's restricted unpickler); resume only from checkpoints you or your r
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -23,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sr_models.training.errors import UsageError
@@ -32,6 +35,12 @@ STATE_FILE = "training_state.json"
 EMA_FILE = "ema.safetensors"
 #: Bumped when the meaning of STATE_FILE changes.
 STATE_FORMAT = 1
+#: The fields of a process's data position (``sr_models.training.data.LoaderState``) and its counts.
+LOADER_KEYS = {"epoch", "index", "usable_in_epoch", "first_pass", "epochs_completed"}
+FIRST_PASS_KEYS = {"usable", "corrupt", "too_small"}
+#: Below this much free space a failed write is taken for a full disk (a checkpoint of even
+#: the tiniest model needs more).
+FULL_DISK_BYTES = 2**20
 
 
 @dataclass
@@ -48,6 +57,9 @@ class RunState:
     #: How the run made its LR patches (``sr_models.training.pairs.Degradation.to_dict``); None in
     #: checkpoints written before --degradation existed (all of them bicubic).
     degradation: dict | None = None
+    #: EMA updates made (their count sets the warm-up decay); None in checkpoints written
+    #: before it was recorded, whose runs updated the EMA once per step.
+    ema_updates: int | None = None
 
     @property
     def schedule_step(self) -> int:
@@ -64,7 +76,8 @@ def write_state(folder: str | os.PathLike, state: RunState, ema_weights: dict[st
 
 
 def read_state(folder: str | os.PathLike) -> tuple[RunState, dict[str, torch.Tensor] | None]:
-    """The run state and the EMA weights (None if the run had no EMA) of a checkpoint."""
+    """The run state and the EMA weights (None if the run had no EMA) of a checkpoint;
+    UsageError (one line naming the file) for a missing, damaged or implausible one."""
     folder = Path(folder)
     path = folder / STATE_FILE
     if not path.is_file():
@@ -72,14 +85,79 @@ def read_state(folder: str | os.PathLike) -> tuple[RunState, dict[str, torch.Ten
                          "or one written by a version that pickled its state, which is not loaded)")
     try:
         raw = json.loads(path.read_text())
-        if raw.pop("format", None) != STATE_FORMAT:
+        if not isinstance(raw, dict) or raw.pop("format", None) != STATE_FORMAT:
             raise ValueError(f"unknown format (this version reads format {STATE_FORMAT})")
-        known = {f.name for f in fields(RunState)}
-        state = RunState(**{k: v for k, v in raw.items() if k in known})
+        state = _checked_state(raw)
     except (ValueError, TypeError, AttributeError) as err:
         raise UsageError(f"cannot resume from {folder}: {STATE_FILE} is damaged: {err}") from err
-    ema = load_file(str(folder / EMA_FILE)) if (folder / EMA_FILE).is_file() else None
+    ema_file = folder / EMA_FILE
+    try:
+        ema = load_file(str(ema_file)) if ema_file.is_file() else None
+    except (SafetensorError, OSError) as err:
+        raise UsageError(f"cannot resume from {folder}: {EMA_FILE} is damaged ({err})") from err
     return state, ema
+
+
+def _whole(name: str, value, lowest: int = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise ValueError(f"{name!r} must be a whole number >= {lowest}, got {value!r}")
+
+
+def _checked_loader(position) -> None:
+    """A process's data position (``data.LoaderState`` as a dict) must hold counts only."""
+    if not isinstance(position, dict) or not set(position) <= LOADER_KEYS:
+        raise ValueError(f"'loaders' holds {position!r}, not a data position")
+    for key, value in position.items():
+        if key == "first_pass":
+            if not isinstance(value, dict) or set(value) != FIRST_PASS_KEYS:
+                raise ValueError(f"'loaders' holds first_pass {value!r}")
+            for count in value.values():
+                _whole("first_pass", count)
+        else:
+            _whole(key, value)
+
+
+def _checked_state(raw: dict) -> RunState:
+    """A RunState from the JSON, every field of the right kind and range (a step of "abc"
+    or -100 would otherwise fail somewhere in the run, far from the file)."""
+    unknown = sorted(set(raw) - {f.name for f in fields(RunState)})
+    if unknown:
+        raise ValueError(f"unknown keys {', '.join(map(repr, unknown))}")
+    state = RunState(**raw)
+    for name in ("step", "images_seen", "skipped_steps"):
+        _whole(name, getattr(state, name))
+    if state.skipped_steps > state.step:
+        raise ValueError(f"'skipped_steps' {state.skipped_steps} is more than 'step' {state.step}")
+    if isinstance(state.elapsed, bool) or not isinstance(state.elapsed, (int, float)) \
+            or not (math.isfinite(state.elapsed) and state.elapsed >= 0):
+        raise ValueError(f"'elapsed' must be seconds >= 0, got {state.elapsed!r}")
+    for name, lowest in (("world_size", 1), ("ema_updates", 0)):
+        if getattr(state, name) is not None:
+            _whole(name, getattr(state, name), lowest)
+    if not isinstance(state.loaders, list):
+        raise ValueError(f"'loaders' must be a list, got {state.loaders!r}")
+    for position in state.loaders:
+        _checked_loader(position)
+    for name in ("last_metrics", "degradation"):
+        if getattr(state, name) is not None and not isinstance(getattr(state, name), dict):
+            raise ValueError(f"{name!r} must be an object, got {getattr(state, name)!r}")
+    return state
+
+
+def describe_write_error(err: Exception, output_dir: str | os.PathLike) -> str:
+    """A failed checkpoint write in words: "no space left on ..." when the disk is full.
+    torch.save reports a full disk as a RuntimeError without errno ("file write failed"), so
+    the free space is asked as well."""
+    try:
+        free = shutil.disk_usage(output_dir).free
+    except OSError:
+        free = None
+    full = getattr(err, "errno", None) == errno.ENOSPC or (free is not None and free < FULL_DISK_BYTES)
+    if full:
+        space = f" ({free / 2**20:.1f} MiB free)" if free is not None else ""
+        return f"no space left on the device of {output_dir}{space}"
+    detail = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {detail}"
 
 
 def checkpoint_path(output_dir: str | os.PathLike, step: int, *, partial: bool = False) -> Path:

@@ -50,8 +50,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sr_models.metrics import crop_to_multiple
+from sr_models.evaluation import prepare_hr
+from sr_models.image_io import ImageInputError, load_image, to_rgb
 from sr_models.training.errors import UsageError
+from sr_models.training.public import is_local, public_path, public_source
 from sr_models.training.pairs import BICUBIC, Degradation, Unusable, random_pair, sample_index
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,10 @@ DEFAULT_DATASET_TERMS = DataTerms(license="cc-by-nc-sa-4.0",
                                   license_link="https://github.com/NVlabs/ffhq-dataset/blob/master/LICENSE.txt",
                                   faces=True, source=f"declared for {DEFAULT_DATASET} (FFHQ, NVIDIA)")
 DEFAULT_IMAGE_COLUMN = "image"
+#: Validation HR side, as ``sr-models evaluate --hr-size`` (the protocol's 256x256 faces).
+DEFAULT_VALIDATION_HR_SIZE = 256
+#: The model-index dataset type of local image folders (the 🤗 datasets builder that reads them).
+IMAGEFOLDER = "imagefolder"
 #: The first pass logs each skipped image up to this many times, then only counts them.
 MAX_SKIP_WARNINGS = 20
 #: Errors PIL raises for files it cannot decode (truncated, not an image, bad header, too big).
@@ -191,13 +197,33 @@ def image_id(value: dict) -> str:
     return str(value.get("path"))
 
 
-def decode_rgb(data: bytes) -> Image.Image:
+class _EncodedImage(io.BytesIO):
+    """Encoded image bytes that the library's reader names by the image's id in its messages."""
+
+    def __init__(self, data: bytes, name: str):
+        super().__init__(data)
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def decode_image(data: bytes, name: str = "image") -> Image.Image:
+    """Decode through the library's reader (``sr_models.image_io.load_image``: checked size,
+    pixel data read to the end, EXIF orientation), as ``sr-models evaluate`` reads files;
+    Unusable("corrupt") if it refuses the bytes."""
     try:
-        img = Image.open(io.BytesIO(data))
-        img.load()  # decode now, so a truncated file fails here and not in a later resize
-        return img if img.mode == "RGB" else img.convert("RGB")
-    except DECODE_ERRORS as err:
-        raise Unusable("corrupt", f"{type(err).__name__}: {err}") from err
+        return load_image(_EncodedImage(data, name))
+    except (*DECODE_ERRORS, ImageInputError) as err:
+        raise Unusable("corrupt", str(err)) from err
+
+
+def decode_rgb(data: bytes, name: str = "image") -> Image.Image:
+    """An 8-bit RGB image of encoded bytes (16-bit and float images scaled by their range)."""
+    try:
+        return to_rgb(decode_image(data, name), name)
+    except ValueError as err:  # a float image with NaN / inf values
+        raise Unusable("corrupt", str(err)) from err
 
 
 @dataclass
@@ -209,40 +235,43 @@ class Sources:
     description: dict
 
 
+@dataclass
+class _Validation:
+    """The validation images (undecoded) and how the facts and the card name them."""
+
+    examples: list[dict]
+    source: str  # how they were chosen, for the log and the facts
+    name: str | None  # the card's dataset name
+    dataset_id: str | None  # the card's dataset type: a Hub id, IMAGEFOLDER, or None (a slug of the name)
+
+
 def prepare_sources(*, dataset_name, dataset_config_name, image_column, train_data_dir, validation_data_dir,
                     max_train_samples, max_eval_samples, scale, seed, shuffle_buffer_size,
-                    rank, world_size) -> Sources:
-    """Open the training stream for process ``rank`` of ``world_size`` and the validation set."""
+                    rank, world_size, validation_hr_size: int | None = DEFAULT_VALIDATION_HR_SIZE) -> Sources:
+    """Open the training stream for process ``rank`` of ``world_size`` and the validation set,
+    whose HR images are prepared as ``sr-models evaluate`` does (``validation_hr_size``;
+    None: native size). Local paths are named relative to the working folder or by name."""
     from datasets.distributed import split_dataset_by_node
 
     if train_data_dir is not None:
         raw = open_image_stream(data_dir=train_data_dir, what="--train_data_dir")
-        column, source = "image", f"imagefolder {train_data_dir}"
+        column, source, source_id = "image", f"imagefolder {public_path(train_data_dir)}", IMAGEFOLDER
     else:
         raw = open_image_stream(dataset_name=dataset_name, dataset_config_name=dataset_config_name,
                                 image_column=image_column)
         column = image_column
-        source = dataset_name + (f" ({dataset_config_name})" if dataset_config_name else "")
-
+        source = public_source(dataset_name) + (f" ({dataset_config_name})" if dataset_config_name else "")
+        source_id = None if is_local(dataset_name) else dataset_name
+    size = f"{validation_hr_size}x{validation_hr_size}" if validation_hr_size else "native size"
     if validation_data_dir is not None:
         val_raw = open_image_stream(data_dir=validation_data_dir, what="--validation_data_dir")
-        val_examples = [ex["image"] for ex in itertools.islice(val_raw, max_eval_samples)]
-        val_source = f"imagefolder {validation_data_dir} (first {len(val_examples)})"
-        val_name = Path(validation_data_dir).name
+        examples = [ex["image"] for ex in itertools.islice(val_raw, max_eval_samples)]
+        val = _Validation(examples, f"imagefolder {public_path(validation_data_dir)} (first {len(examples)})",
+                          f"{public_path(validation_data_dir)} (local image folder, {size})", IMAGEFOLDER)
     elif max_eval_samples:
-        # Held out from the training stream: its first images (before any shuffle), and
-        # every training image with the same content.
-        val_examples = [ex[column] for ex in raw.take(max_eval_samples)]
-        if len(val_examples) < max_eval_samples:
-            raise DataError(f"the training data has only {len(val_examples)} images and --max_eval_samples "
-                            f"{max_eval_samples} would hold out all of them for validation: pass "
-                            "--validation_data_dir, or a smaller --max_eval_samples")
-        held_out = {image_id(v) for v in val_examples}
-        raw = raw.filter(lambda v: image_id(v) not in held_out, input_columns=[column])
-        val_source = f"held out: the first {len(val_examples)} images of {source}, removed from training"
-        val_name = f"{source} (first {len(val_examples)} images, held out)"
+        raw, val = _hold_out(raw, column, source, source_id, max_eval_samples, size)
     else:
-        val_examples, val_source, val_name = [], "none", None
+        val = _Validation([], "none", None, None)
 
     if max_train_samples is not None:
         raw = raw.take(max_train_samples)
@@ -255,30 +284,47 @@ def prepare_sources(*, dataset_name, dataset_config_name, image_column, train_da
     if world_size > 1:
         strategy = "examples" if max_train_samples is not None else "auto"
         train = split_dataset_by_node(train, rank=rank, world_size=world_size, strategy=strategy)
-    validation, val_skipped = decode_validation(val_examples, scale)
+    validation, val_skipped = decode_validation(val.examples, scale, validation_hr_size)
     description = {
         "train_source": source,
         "image_column": column,
         "max_train_samples": max_train_samples,
-        "validation_source": val_source,
-        "validation_name": val_name,
+        "validation_source": val.source,
+        "validation_name": val.name,
+        "validation_id": val.dataset_id,
         "validation_images": len(validation),
         "validation_skipped": val_skipped,
     }
     return Sources(train=train, validation=validation, description=description)
 
 
-def decode_validation(values: list[dict], scale: int) -> tuple[list[tuple[str, Image.Image]], int]:
-    """Decoded validation images cropped to a multiple of ``scale``; unusable ones are skipped.
+def _hold_out(raw, column: str, source: str, source_id: str | None, count: int, size: str):
+    """(the training stream without them, the validation set): the stream's first ``count``
+    images (before any shuffle), and every training image with the same content removed."""
+    examples = [ex[column] for ex in raw.take(count)]
+    if len(examples) < count:
+        raise DataError(f"the training data has only {len(examples)} images and --max_eval_samples "
+                        f"{count} would hold out all of them for validation: pass "
+                        "--validation_data_dir, or a smaller --max_eval_samples")
+    held_out = {image_id(v) for v in examples}
+    raw = raw.filter(lambda v: image_id(v) not in held_out, input_columns=[column])
+    return raw, _Validation(examples, f"held out: the first {count} images of {source}, removed from training",
+                            f"{source} (first {count} images, held out, {size})", source_id)
 
-    SSIM's 11x11 window must fit after ``scale`` pixels of border are cropped on each side.
-    """
+
+def decode_validation(values: list[dict], scale: int, hr_size: int | None = DEFAULT_VALIDATION_HR_SIZE,
+                      ) -> tuple[list[tuple[str, Image.Image]], int]:
+    """Validation HR images as ``sr-models evaluate`` prepares them
+    (``sr_models.evaluation.prepare_hr``: centre square crop and PIL bicubic resize to
+    ``hr_size``, None: native size; cropped to a multiple of ``scale``); unusable ones are
+    skipped. SSIM's 11x11 window must fit after ``scale`` pixels of border are cropped on
+    each side."""
     min_side = 11 + 2 * scale
     images, skipped = [], 0
     for value in values:
         ident = image_id(value)
         try:
-            img = crop_to_multiple(decode_rgb(read_bytes(value)), scale)
+            img = prepare_hr(decode_image(read_bytes(value), ident), scale, hr_size)
         except (Unusable, ValueError) as err:
             logger.warning("validation image %s skipped: %s", ident, err)
             skipped += 1
@@ -365,7 +411,7 @@ class PairLoader:
         ident = image_id(value)
         rng = np.random.default_rng([self.seed, self.rank, epoch, index])
         try:
-            pair = random_pair(decode_rgb(read_bytes(value)), self.scale, self.hr_patch_size, rng,
+            pair = random_pair(decode_rgb(read_bytes(value), ident), self.scale, self.hr_patch_size, rng,
                                degradation=self.degradation, seed=self.seed,
                                index=sample_index(epoch, self.rank, index))
         except Unusable as err:

@@ -1,7 +1,8 @@
 """How a training run ends when it cannot go on: one line on stderr, no traceback, and
 nothing NaN saved.
 
-Exit codes: 2 for a user mistake (arguments, paths, data), 1 when training diverged.
+Exit codes: 2 for a user mistake (arguments, paths, data), 1 when the run failed (training
+diverged, the disk filled up, publishing failed).
 """
 
 from __future__ import annotations
@@ -17,13 +18,18 @@ class UsageError(Exception):
     """A user mistake (arguments, paths, data): one line on stderr, exit code 2."""
 
 
-class TrainingDiverged(Exception):
+class RunFailed(Exception):
+    """The run could not go on or finish (no space for a checkpoint, the Hub unreachable at
+    the end): one line on stderr saying what was kept, exit code 1."""
+
+
+class TrainingDiverged(RunFailed):
     """The loss or the weights became NaN / inf: the run stops, and nothing NaN is saved."""
 
 
 def run(main: Callable, parse: Callable) -> None:
     """A script's ``__main__``: parse the arguments, set up logging, train; user mistakes and
-    divergence end in one line on stderr."""
+    failed runs end in one line on stderr."""
     args = parse()
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.INFO)
@@ -32,7 +38,7 @@ def run(main: Callable, parse: Callable) -> None:
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except TrainingDiverged as err:
+    except RunFailed as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
 

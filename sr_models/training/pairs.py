@@ -30,6 +30,7 @@ from PIL import Image
 
 from sr_models.degradations import PRESETS, DegradationConfig, degrade_realistic
 from sr_models.metrics import crop_to_multiple, degrade
+from sr_models.training.public import public_source
 
 DEGRADATIONS = ("bicubic", "realistic")
 DEFAULT_DEGRADATION_PRESET = "realesrgan"
@@ -41,6 +42,8 @@ KERNEL_MARGIN = 3
 #: process, 2^16 processes, any number of epochs (numpy seeds take integers of any size).
 POSITION_BITS = 40
 RANK_BITS = 16
+#: Noise sigmas are in 8-bit levels: a larger one only draws noise (and 1e308 overflows).
+MAX_NOISE_SIGMA = 255.0
 
 
 class Unusable(Exception):
@@ -103,9 +106,19 @@ def load_degradation(kind: str, config: str | None = None) -> Degradation:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{config}: not a readable JSON file: {err}") from err
     try:
-        return Degradation(kind, DegradationConfig.from_dict(values), config_file=config)
+        return Degradation(kind, _plausible(DegradationConfig.from_dict(values)), config_file=public_source(config))
     except ValueError as err:
         raise ValueError(f"{config}: {err}") from err
+
+
+def _plausible(config: DegradationConfig) -> DegradationConfig:
+    """``config``, refused when a range is valid but leaves no image to learn from."""
+    for name in ("first", "second"):
+        sigma = getattr(config, name).noise_sigma
+        if sigma[1] > MAX_NOISE_SIGMA:
+            raise ValueError(f"degradation config {name}.noise_sigma={list(sigma)}: noise over {MAX_NOISE_SIGMA:g} "
+                             "levels leaves nothing of the image")
+    return config
 
 
 def sample_index(epoch: int, rank: int, position: int) -> int:

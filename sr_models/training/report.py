@@ -9,7 +9,6 @@ import json
 import os
 import platform
 import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,17 @@ from PIL import Image
 
 import sr_models
 from sr_models.cards import CardInfo
+from sr_models.training import ema
 from sr_models.training.checkpoints import RunState
 from sr_models.training.data import DataTerms
-from sr_models.training.errors import UsageError, check_finite
+from sr_models.training.errors import RunFailed, check_finite
+from sr_models.training.public import is_local, public_path, public_source
 
 #: The config.json key beside "architecture" that says how the LR training patches were
 #: made (``sr_models.training.pairs.Degradation.to_dict``); the models' constructors never see it.
 TRAINING_DEGRADATION_KEY = "training_degradation"
+#: Warn when more than this share of the published EMA weights would still be the start.
+EMA_START_SHARE = 0.05
 
 
 def hardware(accelerator) -> str:
@@ -59,13 +62,38 @@ def startup_summary(args, accelerator, model, *, data: dict, terms: DataTerms, v
         f"  patches                HR {p}x{p} -> LR {p // s}x{p // s}",
         f"  degradation            {args.training_degradation}",
         f"  optimisation           {args.optimizer} lr {args.learning_rate:g} ({args.lr_scheduler}), loss {args.loss}, "
-        f"EMA {args.ema_decay if args.use_ema else 'off'}",
+        f"EMA {ema.describe(args.ema_decay, args.ema_warmup) if args.use_ema else 'off'}",
         f"  data                   {data['train_source']}",
         f"  data licence           {terms.license} ({terms.source})",
         f"  validation             {validation}",
         f"  output                 {args.output_dir}",
     ]
     return "\n".join(lines)
+
+
+def startup_warnings(args, terms: DataTerms) -> list[str]:
+    """Settings that run but are probably not what was meant, one line each."""
+    warnings = []
+    if args.lr_warmup_steps >= args.max_train_steps:
+        warnings.append(f"--lr_warmup_steps {args.lr_warmup_steps} is not shorter than the run (--max_train_steps "
+                        f"{args.max_train_steps}): the learning rate never reaches --learning_rate "
+                        f"{args.learning_rate:g}")
+    if args.use_ema and not args.ema_warmup:
+        kept = args.ema_decay ** args.max_train_steps
+        if kept > EMA_START_SHARE:
+            warnings.append(f"--no_ema_warmup: after {args.max_train_steps} steps at --ema_decay {args.ema_decay:g}, "
+                            f"{kept:.0%} of the published EMA weights is still the starting point")
+    if terms.license == "unknown":
+        warnings.append("the licence of the training data is unknown: the model card will say 'license: unknown'; "
+                        "pass --data_license (and --data_license_link) to state it")
+    return warnings
+
+
+def below_bicubic_advice(args, model) -> str:
+    """What to do about weights that score below bicubic (the log's words; the card has its own)."""
+    if getattr(model, "global_residual", False) or args.pretrained_model_name_or_path:
+        return "train longer"
+    return "train longer, or use --global_residual (docs/training.md)"
 
 
 def tracker_config(args) -> dict:
@@ -113,7 +141,8 @@ def training_facts(args, accelerator, model, state: RunState, *, data: dict, ter
     return {
         "architecture": type(model).__name__,
         "preset": None if args.pretrained_model_name_or_path else args.model,
-        "pretrained_from": args.pretrained_model_name_or_path,
+        "pretrained_from": public_source(args.pretrained_model_name_or_path) if args.pretrained_model_name_or_path
+        else None,
         "scale": args.scale,
         "parameters": model.num_parameters,
         "steps": state.step,
@@ -137,10 +166,12 @@ def training_facts(args, accelerator, model, state: RunState, *, data: dict, ter
                       "max_grad_norm": args.max_grad_norm},
         "loss": args.loss,
         "ema_decay": args.ema_decay if args.use_ema else None,
+        "ema_warmup": args.ema_warmup if args.use_ema else None,
+        "validation_hr_size": args.validation_hr_size or None,  # None: native size
         "seed": args.seed,
         "data": _data_facts(data, terms, loaders),
-        "resumed_from": resumed_from,
-        "command": "accelerate launch " + shlex.join(sys.argv),
+        "resumed_from": public_path(resumed_from) if resumed_from else None,
+        "command": args.public_command,
         "versions": {"sr_models": sr_models.__version__, "torch": torch.__version__,
                      "accelerate": accelerate.__version__, "datasets": datasets.__version__},
     }
@@ -159,34 +190,42 @@ def licence_note(terms: DataTerms, train_source: str) -> str:
 
 
 def card_info(args, metrics: dict, facts: dict, terms: DataTerms) -> CardInfo:
-    """What the model card shows about this run (rendered by ``sr_models.cards``)."""
+    """What the model card shows about this run (rendered by ``sr_models.cards``): data named
+    as the user gave it (relative paths, folder names, Hub ids), never by absolute paths."""
     d = facts["data"]
-    hub_dataset = args.dataset_name if args.dataset_name and not Path(args.dataset_name).exists() else None
+    hub_dataset = args.dataset_name if args.dataset_name and not is_local(args.dataset_name) else None
     evaluations = []
     if metrics:
         evaluations.append({
-            "dataset": d["validation_name"], "dataset_id": hub_dataset, "scale": args.scale,
+            "dataset": d["validation_name"], "dataset_id": d["validation_id"], "scale": args.scale,
             "images": metrics["images"],
             "bicubic": {"psnr": metrics["bicubic_psnr_y"], "ssim": metrics["bicubic_ssim_y"]},
             "model": {"psnr": metrics["psnr_y"], "ssim": metrics["ssim_y"]},
         })
+    use_ema = f"yes ({ema.describe(args.ema_decay, args.ema_warmup)})" if args.use_ema else "no"
     training = {
         "dataset": d["train_source"], "train_images": d["train_images"], "steps": facts["steps"],
         "images_seen": facts["images_seen"], "hr_patch_size": facts["hr_patch_size"],
         "degradation": str(args.training_degradation),
         "effective_batch_size": facts["effective_batch_size"], "learning_rate": args.learning_rate,
-        "lr_scheduler": args.lr_scheduler, "loss": args.loss,
-        "use_ema": f"yes (decay {args.ema_decay})" if args.use_ema else "no", "precision": facts["precision"],
+        "lr_scheduler": args.lr_scheduler, "loss": args.loss, "use_ema": use_ema, "precision": facts["precision"],
         "hardware": facts["hardware"], "processes": facts["processes"], "wall_time_s": facts["wall_time_s"],
         "command": facts["command"],
     }
     pretrained = args.pretrained_model_name_or_path
     return CardInfo(evaluations=evaluations, training={k: v for k, v in training.items() if v is not None},
                     datasets=[hub_dataset] if hub_dataset else [],
-                    base_model=pretrained if pretrained and not Path(pretrained).exists() else None,
-                    repo_id=args.hub_model_id, license=terms.license, license_link=terms.license_link,
-                    license_name=terms.license_name,
+                    base_model=pretrained if pretrained and not is_local(pretrained) else None,
+                    repo_id=args.hub_model_id, name=model_name(args), license=terms.license,
+                    license_link=terms.license_link, license_name=terms.license_name,
                     licence_note=licence_note(terms, d["train_source"]), faces=terms.faces)
+
+
+def model_name(args) -> str:
+    """The card's title and model-index name: the Hub repo's name, else the output folder's."""
+    if args.hub_model_id:
+        return args.hub_model_id.split("/")[-1]
+    return Path(args.output_dir).resolve().name
 
 
 def write_model_folder(model, output_dir: str | os.PathLike, *, metrics: dict, facts: dict,
@@ -205,10 +244,15 @@ def write_model_folder(model, output_dir: str | os.PathLike, *, metrics: dict, f
 
 def publish(folder: str | os.PathLike, repo_id: str, *, private: bool = False, commit_message: str) -> str:
     """Push the model folder (not the checkpoints, logs or per-step grids: see
-    ``sr_models.publish.LOCAL_ONLY``) in one commit; returns the commit URL."""
-    from sr_models.publish import PublishError, push_folder
+    ``sr_models.publish.LOCAL_ONLY``) in one commit; returns the commit URL. A failure is
+    RunFailed, one line that says the model is saved and gives the command that retries."""
+    from sr_models.publish import push_folder
 
     try:
         return push_folder(folder, repo_id, private=private, commit_message=commit_message)
-    except PublishError as err:
-        raise UsageError(f"the model is saved in {folder}, but publishing it to {repo_id} failed: {err}") from err
+    except Exception as err:  # noqa: BLE001 - whatever the Hub client raises, the model is saved and the retry the same
+        retry = shlex.join(["sr-models", "push", str(folder), "--repo-id", repo_id,
+                            *(["--private"] if private else [])])
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise RunFailed(f"the model is saved in {folder}, but publishing it to {repo_id} failed ({detail}); "
+                        f"retry with: {retry}") from err

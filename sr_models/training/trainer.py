@@ -1,6 +1,7 @@
 """The training loop both scripts share: Accelerator set-up, the model, optimizer, LR
-schedule and loss, EMA, the steps, checkpoints and exact resume, validation and the end
-of the run (model folder, card, publishing).
+schedule and loss, the steps, checkpoints, validation and the end of the run (model
+folder, card, publishing). The EMA is :mod:`sr_models.training.ema`, resuming
+:mod:`sr_models.training.resume`.
 
 Outline: :class:`Trainer` sets everything up in ``__init__`` (resuming from a checkpoint if
 asked) and :meth:`Trainer.fit` runs the steps, checkpointing and validating on their
@@ -28,8 +29,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sr_models import WeightsMismatchError, load_model
-from sr_models.training import checkpoints, data, pairs, report
-from sr_models.training.errors import TrainingDiverged, UsageError, check_finite
+from sr_models.training import checkpoints, data, report, resume
+from sr_models.training.ema import EMA
+from sr_models.training.errors import RunFailed, TrainingDiverged, UsageError, check_finite
 from sr_models.training.validation import Validator
 
 logger = logging.getLogger("train")
@@ -157,38 +159,6 @@ def loss_function(name: str):
 # --------------------------------------------------------------------------- run state
 
 
-class EMA:
-    """Exponential moving average of a model's weights (BasicSR's ``model_ema``):
-    ``ema = decay * ema + (1 - decay) * weights`` after every optimizer step, kept in float32."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = {k: v.detach().clone().float() if v.is_floating_point() else v.detach().clone()
-                       for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        floats, targets = [], []
-        for k, v in model.state_dict().items():
-            if v.is_floating_point():
-                floats.append(self.shadow[k])
-                targets.append(v.detach().float())
-            else:
-                self.shadow[k].copy_(v)
-        torch._foreach_lerp_(floats, targets, 1.0 - self.decay)
-
-    def copy_to(self, model: torch.nn.Module) -> None:
-        model.load_state_dict(self.shadow)
-
-    @torch.no_grad()
-    def load(self, weights: dict[str, torch.Tensor]) -> None:
-        """Take the averaged weights of a checkpoint (same keys and shapes)."""
-        if weights.keys() != self.shadow.keys():
-            raise ValueError("the EMA weights in the checkpoint are of another model")
-        for k, v in weights.items():
-            self.shadow[k].copy_(v)
-
-
 class RunClock:
     """Training time over all resumed segments, and this segment's speed with checkpointing
     and validation (the ``paused`` parts) left out. Starts when it is made."""
@@ -233,6 +203,7 @@ class Trainer:
             validation_data_dir=args.validation_data_dir, max_train_samples=args.max_train_samples,
             max_eval_samples=args.max_eval_samples, scale=args.scale, seed=args.seed,
             shuffle_buffer_size=args.shuffle_buffer_size, rank=acc.process_index, world_size=acc.num_processes,
+            validation_hr_size=args.validation_hr_size or None,
         )
         self.terms = data.data_terms(license=args.data_license, license_link=args.data_license_link,
                                      license_name=args.data_license_name, dataset_name=args.dataset_name)
@@ -242,8 +213,8 @@ class Trainer:
         optimizer = build_optimizer(model, args)
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.unwrapped = acc.unwrap_model(self.model)
-        self.ema = EMA(self.unwrapped, args.ema_decay) if args.use_ema else None
-        self.state, self.resumed_from = self._resume()
+        self.ema = EMA(self.unwrapped, args.ema_decay, warmup=args.ema_warmup) if args.use_ema else None
+        self.state, self.resumed_from = resume.resume(args, acc, self.ema)
         self.state.degradation = args.training_degradation.to_dict()  # written in each checkpoint
         self.scheduler = build_lr_scheduler(optimizer, args, start_step=self.state.schedule_step)
         self.loader = self._make_loader()
@@ -260,45 +231,6 @@ class Trainer:
         return bool(self.sources.validation)
 
     # -- set-up helpers
-
-    def _resume(self) -> tuple[checkpoints.RunState, str | None]:
-        """The run state of ``--resume_from_checkpoint`` (model, optimizer, RNG and EMA loaded
-        in place), or a fresh one."""
-        arg, out = self.args.resume_from_checkpoint, self.args.output_dir
-        path = checkpoints.find_latest_checkpoint(out) if arg == "latest" else Path(arg) if arg else None
-        if path is None:
-            if arg:
-                logger.info("no checkpoint in %s: starting a new run", out)
-            return checkpoints.RunState(), None
-        state, ema_weights = checkpoints.read_state(path)
-        self._check_same_degradation(path, state)
-        if (ema_weights is None) != (self.ema is None):
-            raise UsageError(f"cannot resume from {path}: it was written {'with' if ema_weights else 'without'} "
-                             f"--use_ema, and this run is {'without' if ema_weights else 'with'} it")
-        try:
-            self.accelerator.load_state(str(path))
-            if self.ema is not None:
-                self.ema.load(ema_weights)
-        except (OSError, RuntimeError, KeyError, ValueError) as err:
-            raise UsageError(f"cannot resume from {path}: {err} (a checkpoint resumes with the same model "
-                             "and --scale)") from err
-        return state, str(path)
-
-    def _check_same_degradation(self, path: Path, state: checkpoints.RunState) -> None:
-        """A run resumes with the degradation it was trained with (older checkpoints, which
-        record none, were all trained with bicubic pairs)."""
-        wanted = self.args.training_degradation
-        recorded = state.degradation or pairs.BICUBIC.to_dict()
-        if wanted.same_pairs_as(recorded):
-            return
-        if recorded.get("kind") == wanted.kind:  # e.g. a preset whose ranges changed since
-            raise UsageError(f"cannot resume from {path}: it was trained with other degradation settings than "
-                             f"{wanted}; they are under 'degradation' in its {checkpoints.STATE_FILE}: save its "
-                             "'config' as a JSON file and pass it with --degradation_config")
-        where = recorded.get("preset") or recorded.get("config_file")
-        raise UsageError(f"cannot resume from {path}: it was trained with --degradation {recorded.get('kind')}"
-                         f"{f' ({where})' if where else ''}, and this run asks for {wanted}; resume with the "
-                         "same --degradation and --degradation_config, or start a new --output_dir")
 
     def _make_loader(self) -> data.PairLoader:
         acc, st = self.accelerator, self.state
@@ -328,9 +260,9 @@ class Trainer:
         logger.info(report.startup_summary(self.args, self.accelerator, self.unwrapped,
                                            data=self.sources.description, terms=self.terms, validation=validation,
                                            step=self.state.step, resumed_from=self.resumed_from))
-        if self.terms.license == "unknown" and self.accelerator.is_main_process:
-            logger.warning("the licence of the training data is unknown: the model card will say 'license: "
-                           "unknown'; pass --data_license (and --data_license_link) to state it")
+        if self.accelerator.is_main_process:
+            for warning in report.startup_warnings(self.args, self.terms):
+                logger.warning(warning)
 
     # -- the loop
 
@@ -395,25 +327,45 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """``checkpoint-STEP``: written under a temporary name and renamed, so a run killed while
-        saving leaves the previous checkpoints intact and no half-written 'latest'."""
+        saving leaves the previous checkpoints intact and no half-written 'latest'. A failed
+        write (a full disk) removes the temporary folder and stops the run in one line."""
+        from accelerate.utils import gather_object
+
         acc, state = self.accelerator, self.state
         with self.clock.paused():
             state.elapsed = self.clock.elapsed()
             state.world_size = acc.num_processes
             state.loaders = self._gather_loaders()
+            state.ema_updates = self.ema.updates if self.ema is not None else None
             check_finite(self.unwrapped, self.ema.shadow if self.ema else None, what=f"checkpoint {state.step}")
             final = checkpoints.checkpoint_path(self.args.output_dir, state.step)
             tmp = checkpoints.checkpoint_path(self.args.output_dir, state.step, partial=True)
             if acc.is_main_process and tmp.exists():
                 shutil.rmtree(tmp)
             acc.wait_for_everyone()
-            acc.save_state(str(tmp))
-            if acc.is_main_process:
-                checkpoints.write_state(tmp, state, self.ema.shadow if self.ema else None)
-            acc.wait_for_everyone()
+            failures = [f for f in gather_object([self._write_checkpoint(tmp)]) if f]
+            if failures:
+                if acc.is_main_process:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                raise RunFailed(f"{failures[0]} while saving {final.name} in {self.args.output_dir} (its temporary "
+                                "folder was removed; the earlier checkpoints are intact): free some space, then "
+                                "rerun with --resume_from_checkpoint latest")
             if acc.is_main_process:
                 self._publish_checkpoint(tmp, final)
             acc.wait_for_everyone()
+
+    def _write_checkpoint(self, tmp: Path) -> str | None:
+        """Write this process's part of the checkpoint into ``tmp``; what went wrong, or None.
+        torch.save reports a failed write as RuntimeError, safetensors as SafetensorError."""
+        from safetensors import SafetensorError
+
+        try:
+            self.accelerator.save_state(str(tmp))
+            if self.accelerator.is_main_process:
+                checkpoints.write_state(tmp, self.state, self.ema.shadow if self.ema else None)
+        except (OSError, RuntimeError, SafetensorError) as err:
+            return checkpoints.describe_write_error(err, self.args.output_dir)
+        return None
 
     def _publish_checkpoint(self, tmp: Path, final: Path) -> None:
         """Main process: the complete temporary folder becomes ``final``; old ones are pruned."""
@@ -448,6 +400,9 @@ class Trainer:
                 self.state.last_metrics = metrics
                 logger.info("step %d: PSNR-Y %.2f dB (bicubic %.2f), SSIM-Y %.4f (bicubic %.4f) on %d images",
                             step, result["psnr_y"], b["psnr_y"], result["ssim_y"], b["ssim_y"], len(self.validator))
+                if result["psnr_y"] < b["psnr_y"]:
+                    logger.warning("step %d: below bicubic (%.2f dB under it): %s", step,
+                                   b["psnr_y"] - result["psnr_y"], report.below_bicubic_advice(self.args, self.eval_model))
                 folder = Path(self.args.output_dir) / "validation"
                 folder.mkdir(parents=True, exist_ok=True)
                 grid.save(folder / f"step-{step:07d}.png")
@@ -459,33 +414,49 @@ class Trainer:
         return metrics
 
     def finish(self) -> None:
-        """Validate the last step if it was not, then write (and publish) the model folder."""
-        acc, args, state = self.accelerator, self.args, self.state
+        """Validate the last step if it was not, then write (and publish) the model folder.
+        A failed publish ends the run in one line, after every process has finished."""
+        acc, state = self.accelerator, self.state
         if self.has_validation and self._validated_step != state.step:
             self.validate()
         state.elapsed = self.clock.elapsed()
         loaders = self._gather_loaders()
+        failure = None
         if acc.is_main_process:
-            out = Path(args.output_dir)
-            self._weights_for_eval()
-            metrics = state.last_metrics if self.has_validation else {}
-            facts = report.training_facts(args, acc, self.unwrapped, state, data=self.sources.description,
-                                          terms=self.terms, loaders=loaders,
-                                          steps_per_second=self.clock.steps_per_second(state.step),
-                                          resumed_from=self.resumed_from)
-            grids = sorted((out / "validation").glob("step-*.png"))
-            grid = Image.open(grids[-1]).convert("RGB") if grids else None
-            report.write_model_folder(self.eval_model, out, metrics=metrics, facts=facts,
-                                      card_info=report.card_info(args, metrics, facts, self.terms),
-                                      comparison_image=grid)
-            logger.info("saved the %s weights of step %d to %s", "EMA" if self.ema else "final", state.step, out)
-            if args.push_to_hub:
-                url = report.publish(out, args.hub_model_id, private=args.hub_private_repo,
-                                     commit_message=f"{type(self.unwrapped).__name__} x{args.scale}, "
-                                                    f"{state.step} steps")
-                logger.info("published to %s", url)
+            out = self._write_model_folder(loaders)
+            try:
+                self._publish(out)
+            except RunFailed as err:
+                failure = err
         acc.wait_for_everyone()
         acc.end_training()
+        if failure is not None:
+            raise failure
+
+    def _write_model_folder(self, loaders: list[dict]) -> Path:
+        """Main process: the output folder with the evaluated weights, facts and card."""
+        args, state = self.args, self.state
+        out = Path(args.output_dir)
+        self._weights_for_eval()
+        metrics = state.last_metrics if self.has_validation else {}
+        facts = report.training_facts(args, self.accelerator, self.unwrapped, state, data=self.sources.description,
+                                      terms=self.terms, loaders=loaders,
+                                      steps_per_second=self.clock.steps_per_second(state.step),
+                                      resumed_from=self.resumed_from)
+        grids = sorted((out / "validation").glob("step-*.png"))
+        grid = Image.open(grids[-1]).convert("RGB") if grids else None
+        report.write_model_folder(self.eval_model, out, metrics=metrics, facts=facts,
+                                  card_info=report.card_info(args, metrics, facts, self.terms),
+                                  comparison_image=grid)
+        logger.info("saved the %s weights of step %d to %s", "EMA" if self.ema else "final", state.step, out)
+        return out
+
+    def _publish(self, out: Path) -> None:
+        if self.args.push_to_hub:
+            url = report.publish(out, self.args.hub_model_id, private=self.args.hub_private_repo,
+                                 commit_message=f"{type(self.unwrapped).__name__} x{self.args.scale}, "
+                                                f"{self.state.step} steps")
+            logger.info("published to %s", url)
 
 
 def train(args: argparse.Namespace, model_class) -> None:
