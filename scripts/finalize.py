@@ -36,7 +36,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +52,7 @@ from sr_models.cards import CardInfo, dataset_type
 from sr_models.constants import CONFIG_FILE, HUB_ORGANISATION
 from sr_models.degradations import PRESETS
 from sr_models.evaluation import find_images
+from sr_models.training.public import public_path
 
 CELEBA_TERMS = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 #: The weights' licence: the strictest terms of their training data. The link is CelebA's
@@ -237,14 +241,45 @@ def write_folder(model, info: CardInfo, run_dir: Path, target: Path, facts: dict
     with the run's metrics and its training facts (``facts``: with the stages)."""
     if target.resolve() == run_dir.resolve():
         raise SystemExit("finalize: the target is the run folder itself")
-    if target.exists():
-        if any(target.iterdir()) and not (target / CONFIG_FILE).is_file():
-            raise SystemExit(f"finalize: {target} is not a weights folder (no {CONFIG_FILE}); not replacing it")
-        shutil.rmtree(target)
-    model.save_pretrained(target, card_info=info)
-    if (run_dir / "metrics.json").is_file():
-        shutil.copy2(run_dir / "metrics.json", target / "metrics.json")
-    (target / FACTS_FILE).write_text(json.dumps(facts, indent=2) + "\n")
+    if target.exists() and any(target.iterdir()) and not (target / CONFIG_FILE).is_file():
+        raise SystemExit(f"finalize: {target} is not a weights folder (no {CONFIG_FILE}); not replacing it")
+    # The whole folder is written beside the target and swapped in only when complete: a
+    # failure leaves the shipped weights as they were, and no stale file survives.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    try:
+        model.save_pretrained(fresh, card_info=info)
+        if (run_dir / "metrics.json").is_file():
+            shutil.copy2(run_dir / "metrics.json", fresh / "metrics.json")
+        (fresh / FACTS_FILE).write_text(json.dumps(facts, indent=2) + "\n")
+        _swap_in(fresh, target)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+
+
+def _swap_in(fresh: Path, target: Path) -> None:
+    """Put ``fresh`` where ``target`` is; the old folder is removed only once it is replaced."""
+    if not target.exists():
+        os.replace(fresh, target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.replace(target, old)
+    try:
+        os.replace(fresh, target)
+    except OSError:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old)
+
+
+def public_facts(facts: dict) -> dict:
+    """The run's facts with every absolute path in its recorded command named as the
+    training scripts name paths in what they publish (never the machine's own folders)."""
+    command = facts.get("command")
+    if not command:
+        return facts
+    words = [public_path(w) if os.path.isabs(w) else w for w in shlex.split(command)]
+    return {**facts, "command": shlex.join(words)}
 
 
 def main(args: argparse.Namespace) -> None:
@@ -254,7 +289,9 @@ def main(args: argparse.Namespace) -> None:
     if model.card_info is None or not facts_file.is_file():
         raise SystemExit(f"{run_dir} has no model_card.json or training_facts.json: "
                          "was it written by train/espcn.py or train/hat.py?")
-    facts = json.loads(facts_file.read_text())
+    facts = public_facts(json.loads(facts_file.read_text()))
+    if facts.get("command") and model.card_info.training.get("command"):
+        model.card_info.training["command"] = facts["command"]
     counts = count_sources(training_faces_dir(facts, args.train_dir))
     shipped = shipped_model(target)
     lr = checked_lr(facts, args.degradation) if shipped else None

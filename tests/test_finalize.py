@@ -211,3 +211,15 @@ def test_stages_across_sessions_add_up_in_the_facts_and_the_card(run, tmp_path):
            "12,000 steps (1 h 31 min), then 4,000 steps (1 h 00 min)) |" in card.text
     assert ("| total training cost | 18,000 steps, 3 h 01 min in 3 stages: 12,000 steps (1 h 31 min), then "
             "4,000 steps (1 h 00 min), then 2,000 steps (30 min) |") in card.text
+
+
+def test_absolute_paths_in_the_recorded_command_never_reach_the_card(tmp_path):
+    """A run recorded by a script started by its absolute path (older runs did) is
+    published with that path named as the training scripts name paths."""
+    from scripts.finalize import public_facts
+
+    facts = {"command": f"accelerate launch {tmp_path}/checkout/train/hat.py --output_dir {tmp_path}/runs/x --seed 1"}
+    command = public_facts(facts)["command"]
+    assert str(tmp_path) not in command
+    assert command.endswith("--seed 1") and "hat.py" in command
+    assert public_facts({"steps": 3}) == {"steps": 3}
