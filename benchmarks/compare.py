@@ -1,8 +1,8 @@
 """The study in one command: does the transformer beat the CNN, and at what cost?
 
-Quality (PSNR / SSIM by the protocol, mean and per image) of bicubic and every model on
-one or more held-out HR sets, optionally also under a seeded realistic degradation beside
-the protocol; cost per model (parameters, FLOPs per LR megapixel, CPU latency at several
+Quality (every metric of sr_models.metric_registry, by the protocol, mean and per image) of
+bicubic and every model on one or more held-out HR sets, optionally also under a seeded
+realistic degradation beside the protocol; cost per model (parameters, FLOPs per LR megapixel, CPU latency at several
 LR sizes with the ratio to the first model measured in the same run, peak memory);
 training cost summed over each model's training stages; plots; a markdown report. Run
 from the project root:
@@ -50,6 +50,7 @@ from benchmarks.report import README, STUDY, markdown, update_pages
 from sr_models import load_model
 from sr_models.degradations import PRESETS
 from sr_models.loading import DEFAULT_MODELS
+from sr_models.validation import non_negative_int, positive_int
 
 #: The results that ship with the project (linked from docs/study.md); written only on request.
 SHIPPED_RESULTS = PROJECT_ROOT / "benchmarks" / "results"
@@ -122,14 +123,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--peer", "--peers", action="append", default=[],
                         choices=[*peer_models.PEERS, peer_models.ALL],
                         help="a reference model run through its own package (repeatable; 'all': every one)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads of our models and the peers (default: torch's)")
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--hr-size", type=int, default=256, help="HR side (centre crop + resize); 0 keeps it")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each set only")
     parser.add_argument("--degradation", choices=sorted(PRESETS), default=None,
                         help="also score every set with LR images from this realistic degradation preset")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --degradation's LR images (default: 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of --degradation's LR images (default: 0)")
     parser.add_argument("--latency-sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--output-dir", default=None,
@@ -142,10 +143,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--readme", default=str(README), help="default: %(default)s")
     parser.add_argument("--study", default=str(STUDY), help="default: %(default)s")
     args = parser.parse_args(argv)
-    if args.seed < 0:
-        parser.error(f"--seed must be an integer >= 0, got {args.seed}")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be an integer >= 1, got {args.threads}")
     args.model = args.model or list(DEFAULT_MODELS)
     args.hr_size = args.hr_size or None
     args.output_dir = str(output_dir(parser, args))

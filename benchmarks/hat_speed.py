@@ -78,7 +78,7 @@ def lr_image(size: int, photo: Path | None) -> tuple[torch.Tensor, str]:
         return torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)), "seeded noise"
     import numpy as np
 
-    from sr_models.evaluation import prepare_hr
+    from sr_models.protocol import prepare_hr
     from sr_models.pipeline import load_image
 
     lr = prepare_hr(load_image(photo), scale=1, hr_size=size)

@@ -10,9 +10,9 @@ from PIL import Image
 
 from benchmarks.quality import table_key
 from sr_models import upscale
-from sr_models.evaluation import BICUBIC, find_images, make_lr, prepare_hr, resolve_degradation
-from sr_models.metrics import bicubic_upscale
+from sr_models.evaluation import find_images
 from sr_models.pipeline import load_image
+from sr_models.protocol import BICUBIC, bicubic_upscale, degradation_of, make_pair
 
 PSNR_VS_LATENCY = "psnr_vs_latency.png"
 #: Widest per-image plot (inches) and the most images whose names label its axis.
@@ -70,12 +70,11 @@ def crop_grid(models: dict, hr_paths: list[Path], scale: int, hr_size: int | Non
               degradation: str | None = None, seed: int = 0, crop: int = 96, rows: int = 3) -> None:
     """Centre crops of LR (nearest) | bicubic | each model | HR, one row per image; the LR
     made as the evaluation made it (``degradation``, ``seed``, the image's index)."""
-    _, config = resolve_degradation(degradation)
+    lr_kind = degradation_of(degradation)
     tiles = []
     for index, hr_path in enumerate(hr_paths[:rows]):
-        hr = prepare_hr(load_image(hr_path), scale, hr_size)
+        hr, lr = make_pair(load_image(hr_path), scale, hr_size, lr_kind, seed=seed, index=index)
         crop = min(crop, hr.width, hr.height)
-        lr = make_lr(hr, scale, config, seed=seed, index=index)
         outputs = [lr.resize(hr.size, Image.NEAREST), bicubic_upscale(lr, scale)]
         outputs += [upscale(m, lr) for m in models.values()] + [hr]
         left = (hr.width - crop) // 2 // scale * scale

@@ -11,7 +11,9 @@ from benchmarks.child import PROJECT_ROOT
 from benchmarks.plots import PSNR_VS_LATENCY, crops_file, per_image_file
 from sr_models.cards import format_duration
 from sr_models.constants import PROTOCOL
-from sr_models.evaluation import BICUBIC, describe_lr
+from sr_models import metric_registry
+from sr_models.metric_registry import PRIMARY
+from sr_models.protocol import BICUBIC, describe_lr
 
 RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
 README = PROJECT_ROOT / "README.md"
@@ -19,10 +21,21 @@ STUDY = PROJECT_ROOT / "docs" / "study.md"
 
 
 def quality_table(summary: dict) -> list[str]:
-    base = summary[BICUBIC]["psnr"]
-    lines = ["| method | PSNR-Y (dB) | SSIM-Y | gain over bicubic (dB) |", "|---|---|---|---|"]
-    return lines + [f"| {name} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['psnr'] - base:+.2f} |"
-                    for name, s in summary.items()]
+    """A quality table in markdown.
+
+    Args:
+        summary: method -> its means (``Evaluation.to_json()["summary"]``).
+
+    Returns:
+        The lines: one row per method, one column per registry metric ("-" where the table has
+        no value: one written before the metric existed, or images too small for it), and the
+        gain in PSNR over bicubic.
+    """
+    metrics, base = metric_registry.METRICS, summary[BICUBIC][PRIMARY.key]
+    lines = ["| method | " + " | ".join(m.header for m in metrics) + f" | gain over bicubic ({PRIMARY.unit}) |",
+             "|---" * (len(metrics) + 2) + "|"]
+    return lines + [f"| {name} | " + " | ".join(m.show(s.get(m.key)) for m in metrics)
+                    + f" | {s[PRIMARY.key] - base:+.2f} |" for name, s in summary.items()]
 
 
 def _or_dash(value, fmt: str) -> str:
@@ -111,20 +124,22 @@ def column_label(table: dict) -> str:
 
 
 def summary_markdown(report: dict, study_link: str) -> str:
-    """The README's short block: one row per method, one PSNR / SSIM column per quality
-    table, and one line that links the study."""
+    """The README's short block: one row per method, one column per quality table holding
+    every metric all the tables have, and one line that links the study."""
     tables = report["quality"]
     lines = ["| method | " + " | ".join(column_label(t) for t in tables) + " |", "|---" * (1 + len(tables)) + "|"]
+    shown = [m for m in metric_registry.METRICS if all(m.key in t["summary"][BICUBIC] for t in tables)]
     for method in tables[0]["summary"]:
         cells = []
         for table in tables:
-            s, base = table["summary"][method], table["summary"][BICUBIC]["psnr"]
-            gain = "" if method == BICUBIC else f" ({s['psnr'] - base:+.2f})"
-            cells.append(f"{s['psnr']:.2f} / {s['ssim']:.4f}{gain}")
+            s, base = table["summary"][method], table["summary"][BICUBIC][PRIMARY.key]
+            gain = "" if method == BICUBIC else f" ({s[PRIMARY.key] - base:+.2f})"
+            cells.append(" / ".join(m.show(s[m.key]) for m in shown) + gain)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     realistic = "; columns naming a degradation: realistic LR (sr_models.degradations)" \
         if any(t["degradation"] for t in tables) else ""
-    lines += ["", f"PSNR-Y (dB) / SSIM-Y, gain over bicubic in brackets; x{report['scale']}, held-out images "
+    headers = " / ".join(m.header for m in shown)
+    lines += ["", f"{headers}, gain over bicubic in brackets; x{report['scale']}, held-out images "
                   f"(count in brackets), the evaluation protocol{realistic}. Cost, training cost, per-image "
                   f"scores and plots: [{study_link}]({study_link})."]
     return "\n".join(lines)

@@ -48,11 +48,14 @@ from benchmarks.quality import named_folder, score_sets, table_key
 from benchmarks.stages import FACTS_FILE, describe_total, stage_record, stages_of
 from scripts.prepare_faces import HR_SIZE, MULTISCALE_SIZES
 from sr_models import load_model
+from sr_models import metric_registry
 from sr_models.cards import CardInfo, dataset_type
 from sr_models.constants import CONFIG_FILE, HUB_ORGANISATION
 from sr_models.degradations import PRESETS
 from sr_models.evaluation import find_images
+from sr_models.protocol import degradation_of
 from sr_models.training.public import public_path
+from sr_models.validation import non_negative_int
 
 CELEBA_TERMS = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 #: The weights' licence: the strictest terms of their training data. The link is CelebA's
@@ -150,7 +153,7 @@ def card_evaluations(tables: list[dict]) -> list[dict]:
 
 
 def _scores(summary: dict) -> dict:
-    return {"psnr": summary["psnr"], "ssim": summary["ssim"]}
+    return {key: summary[key] for key in metric_registry.KEYS}
 
 
 def training_data(counts: list[tuple[Source, int]], facts: dict) -> str:
@@ -176,7 +179,7 @@ def stage_chain(facts: dict, run_dir: Path, tables: list[dict]) -> list[dict]:
     """The stages of the finalized weights: those of the weights the run started from, then
     the run itself with its cost and its held-out PSNR-Y per table."""
     base = base_facts(facts)
-    scores = {table_key(t): round(t["summary"][MODEL]["psnr"], 4) for t in tables}
+    scores = {table_key(t): round(t["summary"][MODEL][metric_registry.PRIMARY.key], 4) for t in tables}
     this = stage_record(facts, run=run_dir.name, scores=scores)
     # finalizing the same run again (--force) must not count it twice
     same = ("run", "steps", "wall_time_s")
@@ -192,6 +195,7 @@ def finalized_card(info: CardInfo, facts: dict, counts: list[tuple[Source, int]]
     info.faces = True
     info.repo_id = f"{HUB_ORGANISATION}/{target.name}"
     info.evaluations = card_evaluations(tables)
+    info.training_degradation = facts.get("degradation")
     info.training["dataset"] = training_data(counts, facts)
     for key in ("steps", "wall_time_s", "hardware"):
         if facts.get(key) is not None:
@@ -213,7 +217,7 @@ def shipped_model(target: Path):
 def checked_lr(facts: dict, degradation: str | None) -> str | None:
     """The LR the no-regression check compares under: the protocol's (None) for weights
     trained on bicubic LR, the --degradation tables for weights trained on a realistic one."""
-    if (facts.get("degradation") or {}).get("kind", "bicubic") == "bicubic":
+    if not degradation_of(facts.get("degradation")).realistic:
         return None
     if degradation is None:
         raise SystemExit("finalize: these weights were trained on a realistic degradation; the check against the "
@@ -224,8 +228,8 @@ def checked_lr(facts: dict, degradation: str | None) -> str | None:
 def check_no_regression(tables: list[dict], lr: str | None, force: bool) -> None:
     """Stop unless the run beats the shipped weights (higher PSNR-Y) on every held-out set
     under ``lr``; ``force`` replaces them anyway, saying so."""
-    rows = [(t["name"], t["summary"][MODEL]["psnr"], t["summary"][SHIPPED]["psnr"])
-            for t in tables if t["degradation"] == lr]
+    key = metric_registry.PRIMARY.key
+    rows = [(t["name"], t["summary"][MODEL][key], t["summary"][SHIPPED][key]) for t in tables if t["degradation"] == lr]
     for name, new, old in rows:
         print(f"finalize: {name}, LR {lr or 'bicubic'}: this run {new:.2f} dB, shipped {old:.2f} dB ({new - old:+.2f})")
     worse = [name for name, new, old in rows if new <= old]
@@ -238,7 +242,8 @@ def check_no_regression(tables: list[dict], lr: str | None, force: bool) -> None
 
 def write_folder(model, info: CardInfo, run_dir: Path, target: Path, facts: dict) -> None:
     """Replace ``target`` (only a weights folder or an empty one) by the finalized folder,
-    with the run's metrics and its training facts (``facts``: with the stages)."""
+    with the run's metrics (in sr_models.metric_registry's keys, older ones renamed) and its
+    training facts (``facts``: with the stages)."""
     if target.resolve() == run_dir.resolve():
         raise SystemExit("finalize: the target is the run folder itself")
     if target.exists() and any(target.iterdir()) and not (target / CONFIG_FILE).is_file():
@@ -250,7 +255,8 @@ def write_folder(model, info: CardInfo, run_dir: Path, target: Path, facts: dict
     try:
         model.save_pretrained(fresh, card_info=info)
         if (run_dir / "metrics.json").is_file():
-            shutil.copy2(run_dir / "metrics.json", fresh / "metrics.json")
+            metrics = metric_registry.current_keys(json.loads((run_dir / "metrics.json").read_text()))
+            (fresh / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (fresh / FACTS_FILE).write_text(json.dumps(facts, indent=2) + "\n")
         _swap_in(fresh, target)
     finally:
@@ -304,10 +310,11 @@ def main(args: argparse.Namespace) -> None:
     info = finalized_card(model.card_info, facts, counts, tables, target, stages)
     write_folder(model, info, run_dir, target, {**facts, "stages": stages})
     size = sum(p.stat().st_size for p in target.iterdir()) / 1e6
+    key = metric_registry.PRIMARY.key
     for evaluation in info.evaluations:
-        gain = evaluation["model"]["psnr"] - evaluation["bicubic"]["psnr"]
+        gain = evaluation["model"][key] - evaluation["bicubic"][key]
         print(f"{evaluation['dataset']}, LR {evaluation['degradation'] or 'bicubic'}: "
-              f"{evaluation['model']['psnr']:.2f} dB ({gain:+.2f} over bicubic)")
+              f"{evaluation['model'][key]:.2f} dB ({gain:+.2f} over bicubic)")
     print(f"{target}: {size:.1f} MB")
 
 
@@ -320,15 +327,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "card names, e.g. celeba=data/faces256v2/val)")
     parser.add_argument("--degradation", choices=sorted(PRESETS), default=None,
                         help="also score every set under this seeded realistic degradation")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --degradation (default: %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of --degradation (default: %(default)s)")
     parser.add_argument("--force", action="store_true",
                         help="replace the target's weights even where this run does not beat them")
     parser.add_argument("--train-dir", default=None,
                         help="the training faces, one file per face (default: from training_facts.json)")
-    args = parser.parse_args(argv)
-    if args.seed < 0:
-        parser.error(f"--seed must be an integer >= 0, got {args.seed}")
-    return args
+    return parser.parse_args(argv)
 
 
 if __name__ == "__main__":

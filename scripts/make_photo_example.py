@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from sr_models.degradations import degrade_realistic
+from sr_models.protocol import degrade_realistic
 
 SCALE = 4
 

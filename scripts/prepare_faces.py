@@ -25,7 +25,8 @@ above the photo's own is skipped rather than upsampled). Held-out faces are neve
 import argparse
 from pathlib import Path
 
-from sr_models.evaluation import find_images, prepare_hr
+from sr_models.evaluation import find_images
+from sr_models.protocol import prepare_hr
 from sr_models.pipeline import load_image
 
 HR_SIZE = 256

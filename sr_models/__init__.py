@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ESPCN": "espcn",
     "HAT": "hat",
+    "CheckpointError": "state_dicts",
     "OfficialCheckpointError": "convert_hat",
     "load_official": "convert_hat",
     "WeightsMismatchError": "hub",

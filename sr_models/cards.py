@@ -17,6 +17,9 @@ import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .constants import BASE_TAGS, LIBRARY_NAME, PIPELINE_TAG, PROJECT_URL, PROTOCOL
+from . import metric_registry
+from .metric_registry import PRIMARY, Metric
+from .protocol import degradation_of
 
 # Installed wheels carry the templates inside the package; a source checkout has them at
 # the project root.
@@ -53,11 +56,13 @@ class CardInfo:
     ``evaluations``: one dict per dataset and scale, with ``dataset`` (a name),
     optional ``dataset_id`` (the Hub id of the data, or a slug naming a set that is not on
     the Hub, e.g. "celeba-hq-faces-heldout"), ``scale``, ``images``, ``bicubic`` and
-    ``model`` (each ``{"psnr": float, "ssim": float}``), and optional ``degradation``
-    (None or absent: the protocol's bicubic LR; else the realistic degradation preset of
-    sr_models.degradations the LR images were drawn from) with its ``seed``: each
+    ``model`` (each metric key of sr_models.metric_registry -> value, e.g. ``{"psnr":
+    30.1, "ssim": 0.85, "ms_ssim": 0.97}``; a card shows the metrics its evaluations have),
+    and optional ``degradation`` (None or absent: the protocol's bicubic LR; else the
+    realistic degradation preset the LR images were drawn from) with its ``seed``: each
     (dataset, degradation) is a result of its own. ``training``: facts of the run (see
-    TRAINING_LABELS; ``degradation`` says how the training LR patches were made).
+    TRAINING_LABELS; ``degradation`` says in words how the training LR patches were made),
+    and ``training_degradation`` the same as a record (``sr_models.protocol.Degradation.to_dict``).
 
     ``license`` is the licence of the *weights*, which follows the training data (the
     code's licence is the project's): a Hub licence id such as "cc-by-nc-sa-4.0", or
@@ -67,6 +72,7 @@ class CardInfo:
 
     evaluations: list[dict] = field(default_factory=list)
     training: dict = field(default_factory=dict)
+    training_degradation: dict | None = None
     datasets: list[str] = field(default_factory=list)
     base_model: str | None = None
     license: str | None = None
@@ -171,10 +177,18 @@ def degradation_config_name(evaluation: dict) -> str | None:
 
 
 def realistic_training(info: CardInfo) -> str | None:
-    """The training degradation when the weights learned a realistic one (the training
-    scripts write "bicubic (...)" or "realistic (...)"), else None."""
-    value = info.training.get("degradation")
-    return str(value) if value and not str(value).startswith("bicubic") else None
+    """Whether the weights learned a realistic degradation, by the structured record.
+
+    Args:
+        info: the card's facts; ``training_degradation`` is read through
+            :func:`sr_models.protocol.degradation_of` (absent: the protocol's bicubic LR).
+
+    Returns:
+        The training degradation in words when it was realistic, else None.
+    """
+    if not degradation_of(info.training_degradation).realistic:
+        return None
+    return str(info.training.get("degradation") or degradation_of(info.training_degradation))
 
 
 def _licence_line(info: CardInfo) -> str:
@@ -192,24 +206,47 @@ def below_bicubic(info: CardInfo, evaluation: dict) -> bool:
     weights are not usable yet, and the card says so beside the numbers. (A clean-trained
     model below bicubic on realistic LR is out of distribution, which Limitations says.)"""
     trained_for = not evaluation.get("degradation") or realistic_training(info) is not None
-    return trained_for and evaluation["model"]["psnr"] < evaluation["bicubic"]["psnr"]
+    return trained_for and evaluation["model"][PRIMARY.key] < evaluation["bicubic"][PRIMARY.key]
+
+
+def card_metrics(info: CardInfo) -> list[Metric]:
+    """The metrics a card shows.
+
+    Args:
+        info: the card's facts.
+
+    Returns:
+        The registry's metrics that every evaluation has a value of (model and bicubic), in
+        registry order: a card written before a metric existed shows the others.
+    """
+    def measured(metric: Metric, evaluation: dict) -> bool:
+        return all(evaluation[side].get(metric.key) is not None for side in ("model", "bicubic"))
+    return [m for m in metric_registry.METRICS if all(measured(m, e) for e in info.evaluations)]
 
 
 def _eval_results(info: CardInfo) -> list[EvalResult]:
     results = []
     for e in info.evaluations:
-        for metric in ("psnr", "ssim"):
+        for metric in card_metrics(info):
             results.append(EvalResult(
                 task_type=PIPELINE_TAG,
                 task_name=f"Image Super-Resolution x{e['scale']}",
                 dataset_type=dataset_type(e),
                 dataset_name=evaluation_name(e),
                 dataset_config=degradation_config_name(e),
-                metric_type=metric,
-                metric_name=f"{metric.upper()}-Y (x{e['scale']})",
-                metric_value=round(float(e["model"][metric]), 2 if metric == "psnr" else 4),
+                metric_type=metric.card_id,
+                metric_name=f"{metric.name} (x{e['scale']})",
+                metric_value=float(metric.show(e["model"][metric.key])),
             ))
     return results
+
+
+def _evaluation_row(info: CardInfo, evaluation: dict) -> dict:
+    """What the template shows of one evaluation: its name, the scores as shown, the gain."""
+    shown = {side: " / ".join(m.show(evaluation[side][m.key]) for m in card_metrics(info))
+             for side in ("bicubic", "model")}
+    return {**evaluation, "name": evaluation_name(evaluation), "below_bicubic": below_bicubic(info, evaluation),
+            "shown": shown, "gain": evaluation["model"][PRIMARY.key] - evaluation["bicubic"][PRIMARY.key]}
 
 
 def render_model_card(model, info: CardInfo | None = None, *, comparison_image: str | None = None) -> ModelCard:
@@ -249,8 +286,8 @@ def render_model_card(model, info: CardInfo | None = None, *, comparison_image: 
         space_url=info.space_url,
         training=bool(info.training),
         training_rows=training_rows,
-        evaluations=[{**e, "name": evaluation_name(e), "below_bicubic": below_bicubic(info, e)}
-                     for e in info.evaluations],
+        metric_names=" / ".join(m.name for m in card_metrics(info)),
+        evaluations=[_evaluation_row(info, e) for e in info.evaluations],
         realistic_rows=any(e.get("degradation") for e in info.evaluations),
         realistic_training=realistic_training(info),
         protocol=PROTOCOL,

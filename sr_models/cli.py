@@ -1,8 +1,9 @@
 """The command line: ``sr-models COMMAND`` (also ``python -m sr_models COMMAND``).
 
 Commands: ``upscale`` (images in, PNG / TIFF out), ``evaluate`` (the protocol on an HR
-folder), ``info`` (what a model is), ``convert-hat`` (official checkpoint -> folder),
-``push`` (folder -> Hub repo) and ``app`` (the Gradio app).
+folder), ``info`` (what a model is), ``convert`` (a weights file, e.g. an official HAT
+checkpoint -> folder; ``convert-hat`` is its earlier name), ``push`` (folder -> Hub repo),
+``app`` (the Gradio app) and ``space deploy`` (the app -> a Hugging Face Space).
 
 Errors are one line on stderr (``-v`` adds the traceback). Exit codes: 0 done; 1 a
 runtime failure (an image that failed in a batch, out of memory, a missing optional
@@ -28,10 +29,11 @@ import threading
 from contextlib import contextmanager
 
 from . import __version__
-from .cli_commands import cmd_app, cmd_convert_hat, cmd_evaluate, cmd_info, cmd_push
+from .cli_commands import cmd_app, cmd_convert, cmd_evaluate, cmd_info, cmd_push, cmd_space_deploy
 from .cli_errors import CommandError, Terminated
 from .cli_models import DEFAULT_UPSCALE_MODEL, help_names
-from .cli_upscale import cmd_upscale
+from .cli_upscale import cmd_upscale, denoise_strength
+from .validation import non_negative_int, positive_int
 
 logger = logging.getLogger("sr_models")
 
@@ -73,29 +75,11 @@ def command_logging(verbose: bool, quiet: bool):
 # --------------------------------------------------------------------------- parser
 
 
-def _positive_int(value: str) -> int:
-    return _bounded_int(value, 1, "a positive integer")
-
-
-def _non_negative_int(value: str) -> int:
-    return _bounded_int(value, 0, "an integer >= 0")
-
-
-def _bounded_int(value: str, lowest: int, expected: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = lowest - 1
-    if number < lowest:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
-    return number
-
-
 def _tile(value: str) -> int | str | None:
     if value in ("auto", "none"):
         return None if value == "none" else value
     try:
-        return _positive_int(value)
+        return positive_int(value)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, 'auto' or 'none', got {value!r}") from None
 
@@ -129,7 +113,7 @@ def _run_options() -> argparse.ArgumentParser:
     run.add_argument("--tile", type=_tile, default="auto", metavar="N|auto|none",
                      help="LR tile side in pixels; 'auto' tiles only an image that would not fit in half the "
                           "free memory; 'none' never tiles (default: %(default)s)")
-    run.add_argument("--tile-overlap", type=_non_negative_int, default=None, metavar="N",
+    run.add_argument("--tile-overlap", type=non_negative_int, default=None, metavar="N",
                      help="LR pixels shared by neighbouring tiles (default: ESPCN's receptive field, "
                           "two attention windows for HAT)")
     run.add_argument("--device", default=None, help="cuda, cuda:N, mps or cpu (default: the best available)")
@@ -160,8 +144,12 @@ def _add_upscale(commands, parents) -> None:
     existing.add_argument("--skip-existing", action="store_true",
                           help="leave existing outputs as they are and count them apart, not as failures (to "
                                "resume a run)")
-    up.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
+    up.add_argument("--max-pixels", type=positive_int, default=None, metavar="N",
                     help="refuse larger inputs (default: 40 MP, the library's limit)")
+    up.add_argument("--denoise", type=denoise_strength, default=None, metavar="S",
+                    help="for the bundled real-photo models (*-real) only: blend them with the clean model "
+                         "they were fine-tuned from; 1 = the real-photo model as shipped, 0 = the clean model, "
+                         "lower keeps more detail and more noise (default: the real-photo model as shipped)")
     up.set_defaults(func=cmd_upscale)
 
 
@@ -172,16 +160,16 @@ def _add_evaluate(commands, parents) -> None:
                     help="a model to evaluate: bundled weights ({bundled}), a save_pretrained folder, a Hub repo "
                          "id or an official .pth (repeatable; default: {default_models})")
     ev.add_argument("--hr", required=True, help="folder of HR images")
-    ev.add_argument("--scale", type=_positive_int, default=4, metavar="N",
+    ev.add_argument("--scale", type=positive_int, default=4, metavar="N",
                     help="upscaling factor: the HR is degraded by it and every model must have it (default: %(default)s)")
-    ev.add_argument("--hr-size", type=_non_negative_int, default=256, metavar="N",
+    ev.add_argument("--hr-size", type=non_negative_int, default=256, metavar="N",
                     help="HR side after centre crop and resize; 0 keeps the size (default: %(default)s)")
-    ev.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="evaluate the first N images only")
+    ev.add_argument("--limit", type=positive_int, default=None, metavar="N", help="evaluate the first N images only")
     ev.add_argument("--degradation", choices=EVALUATION_DEGRADATIONS, default="bicubic",
                     help="how the LR inputs are made: bicubic = the protocol's PIL bicubic downscale; a realistic "
                          "degradation preset (blur, noise, JPEG; sr_models.degradations) gives every image one "
                          "fixed LR for a given --seed (default: %(default)s)")
-    ev.add_argument("--seed", type=_non_negative_int, default=0, metavar="N",
+    ev.add_argument("--seed", type=non_negative_int, default=0, metavar="N",
                     help="seed of a realistic --degradation (default: %(default)s)")
     ev.add_argument("--output-dir", default="evaluation",
                     help="where results.json and results.csv go (default: %(default)s)")
@@ -195,11 +183,15 @@ def _add_model_tools(commands, parents) -> None:
                                     "official .pth, or a preset")
     info.set_defaults(func=cmd_info)
 
-    convert = commands.add_parser("convert-hat", parents=parents, help="official HAT checkpoint -> save_pretrained folder")
-    convert.add_argument("checkpoint", help="official .pth (params_ema / params) or .safetensors")
+    convert = commands.add_parser(
+        "convert", aliases=["convert-hat"], parents=parents, help="a weights file -> save_pretrained folder",
+        description="Convert a single weights file into a save_pretrained folder; the architecture is detected from "
+                    "its keys and the configuration inferred from its shapes. convert-hat is the same command.")
+    convert.add_argument("checkpoint", help="an official HAT .pth (params_ema / params) or .safetensors, or the "
+                                            "bare state dict of a model of this library (e.g. an ESPCN)")
     convert.add_argument("out_dir")
     convert.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
-    convert.set_defaults(func=cmd_convert_hat)
+    convert.set_defaults(func=cmd_convert)
 
     push = commands.add_parser("push", parents=parents, help="publish a saved model folder to the Hub in one commit")
     push.add_argument("folder", help="a save_pretrained folder (config.json, model.safetensors, README.md)")
@@ -215,6 +207,21 @@ def _add_model_tools(commands, parents) -> None:
     app.set_defaults(func=cmd_app)
 
 
+def _add_space(commands, parents) -> None:
+    space = commands.add_parser("space", help="the app as a Hugging Face Space: space deploy")
+    actions = space.add_subparsers(dest="space_command", required=True, metavar="ACTION")
+    deploy = actions.add_parser(
+        "deploy", parents=parents, help="create or update a Gradio Space running the app, in one commit",
+        description="Upload the app to a Gradio Space (created if missing): app.py, the sr_models package, the "
+                    "bundled weights, the examples, requirements.txt (with PyTorch's CPU wheels) and a README.md "
+                    "whose front matter is this checkout's. Run it from a source checkout.")
+    deploy.add_argument("--repo-id", required=True, help="USER/NAME of the Space")
+    deploy.add_argument("--private", action="store_true", help="create the Space as private")
+    deploy.add_argument("--token", default=None,
+                        help="a Hub token with write access (default: the login of `hf auth login`, or HF_TOKEN)")
+    deploy.set_defaults(func=cmd_space_deploy)
+
+
 def build_parser() -> argparse.ArgumentParser:
     log_options = _log_options()
     parser = argparse.ArgumentParser(
@@ -226,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_upscale(commands, [log_options, _run_options()])
     _add_evaluate(commands, [log_options, _run_options()])
     _add_model_tools(commands, [log_options])
+    _add_space(commands, [log_options])
     return parser
 
 

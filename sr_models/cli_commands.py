@@ -1,5 +1,6 @@
-"""The command line's other commands: ``evaluate``, ``info``, ``convert-hat``, ``push`` and
-``app``. The library (torch, PIL) is imported inside the functions only."""
+"""The command line's other commands: ``evaluate``, ``info``, ``convert`` (also called
+``convert-hat``), ``push``, ``app`` and ``space deploy``. The library (torch, PIL) is imported inside the
+functions only."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from .cli_models import load_models
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .bundled import DEFAULT_MODELS
     from .evaluation import evaluate, find_images
-    from .loading import DEFAULT_MODELS
 
     check_output_folder(Path(args.output_dir), "--output-dir")  # before the work, not after it
     hr_images = find_images(args.hr)[: args.limit]
@@ -38,6 +39,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from .architectures import architecture_of_model
     from .loading import BUNDLED, load_bundled, load_model
 
     if args.model in BUNDLED:
@@ -50,7 +52,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"scale:        x{model.scale}")
     print(f"parameters:   {model.num_parameters:,} ({model.num_parameters / 1e6:.2f} M)")
     print(f"pad multiple: {model.pad_multiple}")
-    print(f"format:       {_portability(model)}")
+    print(f"format:       {architecture_of_model(model).portability(model)}")
     training_lr = ((model.card_info.training if model.card_info else None) or {}).get("degradation")
     if training_lr:  # the model card of weights the training scripts wrote says how their LR was made
         print(f"trained on:   {training_lr}")
@@ -58,25 +60,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _portability(model) -> str:
-    """Whether other tools can run these weights (the card says the same)."""
-    if type(model).__name__ != "HAT":
-        return "sr-models"
-    if model.config.get("global_residual"):
-        return ("official HAT layout, but needs sr-models: global_residual=True is not in the official forward "
-                "(tools that read official HAT files load it and give a wrong image)")
-    return "official HAT layout and forward (opens in tools that read official HAT checkpoints)"
-
-
-def cmd_convert_hat(args: argparse.Namespace) -> int:
-    from .convert_hat import load_official
+def cmd_convert(args: argparse.Namespace) -> int:
+    """A single weights file (an official HAT checkpoint, bare weights of a known
+    architecture) -> a save_pretrained folder; the architecture is detected."""
+    from .architectures import load_state_dict_file
 
     out = Path(args.out_dir)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise CommandError(f"{out} exists and is not empty; pass --overwrite to replace its files")
-    model = load_official(args.checkpoint)
+    model = load_state_dict_file(args.checkpoint)
     model.save_pretrained(out)
-    print(f"converted {args.checkpoint} -> {out} (HAT x{model.scale}, {model.num_parameters / 1e6:.2f} M parameters)")
+    print(f"converted {args.checkpoint} -> {out} ({type(model).__name__} x{model.scale}, "
+          f"{model.num_parameters / 1e6:.2f} M parameters)")
     return 0
 
 
@@ -86,6 +81,14 @@ def cmd_push(args: argparse.Namespace) -> int:
     url = push_folder(args.folder, args.repo_id, private=args.private, revision=args.revision,
                       commit_message=args.commit_message)
     print(f"pushed {args.folder} to {args.repo_id}: {url}")
+    return 0
+
+
+def cmd_space_deploy(args: argparse.Namespace) -> int:
+    from .space import deploy_space
+
+    url, count = deploy_space(args.repo_id, private=args.private, token=args.token)
+    print(f"deployed the app to {url} ({count} files); the Space builds and starts in a few minutes")
     return 0
 
 

@@ -14,11 +14,11 @@ DEFAULT_UPSCALE_MODEL = "hat-faces"
 
 
 def help_names() -> dict[str, str]:
-    """The placeholders of help texts and their text, read from sr_models.loading (the one
-    list of bundled weights), so that a help text never goes stale."""
-    from .loading import BUNDLED, DEFAULT_MODELS
+    """The placeholders of help texts and their text, read from sr_models.bundled (the one
+    list of bundled weights, without torch), so that a help text never goes stale."""
+    from . import bundled
 
-    return {"{bundled}": ", ".join(BUNDLED), "{default_models}": ", ".join(DEFAULT_MODELS)}
+    return {"{bundled}": ", ".join(bundled.BUNDLED), "{default_models}": ", ".join(bundled.DEFAULT_MODELS)}
 
 
 def load_models(names: list[str], args: argparse.Namespace, scale: int | None = None) -> dict:

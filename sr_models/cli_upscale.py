@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 from .cli_errors import CommandError, OutputExists, SkippedImage, describe_failure, out_of_memory
 from .cli_files import check_output_folder, name_too_long, save_atomically
-from .cli_models import DEFAULT_UPSCALE_MODEL, load_models, model_tag
+from .cli_models import DEFAULT_UPSCALE_MODEL, check_run_options, load_models, model_tag
+from .validation import number_in
 
 logger = logging.getLogger("sr_models")
 
@@ -29,6 +30,38 @@ class Job(NamedTuple):
     src: Path  # the input file
     base: Path  # the output path without its suffix (.png or .tif, from the image mode)
     model: object  # the model that writes it
+
+
+# --------------------------------------------------------------------------- models
+
+
+def denoise_strength(text: str) -> float:
+    """argparse type of ``--denoise``: a number in [0, 1] (sr_models.denoise's range)."""
+    check, expected = number_in(0.0, 1.0)
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if not check(value):
+        raise argparse.ArgumentTypeError(f"{expected}, got {text!r}")
+    return value
+
+
+def load_upscale_models(names: list[str], args: argparse.Namespace) -> dict:
+    """{name: model}; with ``--denoise``, each real-photo bundled model blended with its clean
+    partner at that strength (a model without one is a usage error, exit 2)."""
+    if args.denoise is None:
+        return load_models(names, args)
+    from .bundled import denoisable_names
+    from .loading import load_model
+
+    refused = [name for name in names if name not in denoisable_names()]
+    if refused:
+        raise CommandError(f"--denoise applies to the bundled real-photo models ({', '.join(denoisable_names())}), "
+                           f"which have a clean partner to blend with; not to {', '.join(refused)}")
+    models = {name: load_model(name, denoise=args.denoise) for name in names}
+    check_run_options(args, models.values())
+    return models
 
 
 # --------------------------------------------------------------------------- inputs
@@ -164,7 +197,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if not files:
         raise CommandError("no input images")
     check_output_folder(out_dir, "-o")
-    models = load_models(names, args)
+    models = load_upscale_models(names, args)
     jobs, clashes = [], []
     for model, tag in zip(models.values(), tags):
         planned, clashes = plan_outputs(files, out_dir, model.scale, tag)  # the same groups for every model

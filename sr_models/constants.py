@@ -26,8 +26,9 @@ COMPARISON_IMAGE_FILE = "comparison.png"
 
 #: The evaluation protocol every score in this project follows (cards, CLI, study).
 PROTOCOL = ("LR = PIL bicubic downscale of HR (cropped to a multiple of the scale); "
-            "PSNR / SSIM on Y (BT.601) of uint8 images, border of `scale` pixels cropped, "
-            "SSIM with an 11x11 Gaussian window (sigma 1.5) on the valid region; mean over images")
+            "PSNR / SSIM / MS-SSIM on Y (BT.601) of uint8 images, border of `scale` pixels cropped, "
+            "SSIM and MS-SSIM (5 scales) with an 11x11 Gaussian window (sigma 1.5) on the valid region; "
+            "mean over images")
 
 #: Bytes HAT-L holds once built (presets["hat-l"] at x8, its largest scale: 40.99 M float32
 #: parameters and the int64 relative-position index buffers), the largest published model of

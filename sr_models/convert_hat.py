@@ -1,33 +1,37 @@
 """Official HAT checkpoints (XPixelGroup/HAT, BasicSR ``.pth``) -> :class:`~sr_models.hat.HAT`.
 
-One pure path: read the tensors (``weights_only``: a pickle that would run code is
-refused), unwrap ``params_ema`` / ``params``, strip ``module.``, infer the configuration
-from tensor shapes, check every key and shape, load strictly. Anything else (a file that
-holds no dict of named tensors, shapes no HAT has) is an :class:`OfficialCheckpointError`
-that says what was found.
+One pure path: read the tensors (:func:`~sr_models.state_dicts.read_state_dict`: a pickle
+that would run code is refused; ``params_ema`` / ``params`` unwrapped, ``module.``
+stripped), infer the configuration from tensor shapes, check every key and shape, load
+strictly. Anything else (a file that holds no dict of named tensors, shapes no HAT has)
+is an :class:`OfficialCheckpointError` that says what was found. Also what the
+architecture registry says of HAT files: how an official state dict is recognised
+(:data:`OFFICIAL_KEYS`) and whether weights open in official tools (:func:`portability`).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
-import pickle
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 
 from .hat import HAT, NUM_FEAT
-from .hub import check_finite_weights
+from .state_dicts import CheckpointError, KeyCondition, load_strictly, log_assumed, read_state_dict
 
 logger = logging.getLogger(__name__)
 
-_KEY_PREFIX = "module."
 _BLOCK_KEY = re.compile(r"layers\.(\d+)\.residual_group\.blocks\.(\d+)\.")
 _FIRST_BLOCK = "layers.0.residual_group.blocks.0."
+
+#: What makes a state dict a HAT one: the first conv and the bias table of the overlapping
+#: cross-attention, which is HAT's own (SwinIR's keys have the rest). The converter then
+#: names every other key that is missing.
+OFFICIAL_KEYS = KeyCondition.has_all("conv_first.weight",
+                                     "layers.0.residual_group.overlap_attn.relative_position_bias_table")
 
 #: Constructor arguments that official weights do not record -> why HAT's default is right.
 #: ``load_official`` logs each one the caller does not give in ``overrides``.
@@ -38,58 +42,20 @@ NOT_IN_WEIGHTS: dict[str, str] = {
 }
 
 
-class OfficialCheckpointError(ValueError):
+class OfficialCheckpointError(CheckpointError):
     """An official HAT checkpoint that cannot be read, inferred or matched."""
 
 
 def read_official_state_dict(source: str | os.PathLike | Mapping) -> dict[str, torch.Tensor]:
     """Tensors of an official checkpoint: ``.pth`` (weights only) or ``.safetensors``,
     unwrapped from ``params_ema`` / ``params`` and stripped of ``module.``."""
-    state = source if isinstance(source, Mapping) else _load_file(Path(source))
-    if not isinstance(state, Mapping):
-        raise OfficialCheckpointError(
-            f"the checkpoint holds a {type(state).__name__}, not a dict of tensors (a state dict)")
-    for wrapper in ("params_ema", "params"):
-        if isinstance(state.get(wrapper), Mapping):
-            state = state[wrapper]
-            break
-    not_named = [k for k in state if not isinstance(k, str)]
-    if not_named:
-        raise OfficialCheckpointError(f"the state dict has keys that are not strings: {not_named[:5]}")
-    state = {(k[len(_KEY_PREFIX):] if k.startswith(_KEY_PREFIX) else k): v for k, v in state.items()}
-    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise OfficialCheckpointError(f"checkpoint entries are not tensors: {bad[:5]}")
+    state = read_state_dict(source, OfficialCheckpointError)
     if "conv_first.weight" not in state:
         raise OfficialCheckpointError(
             "not an official HAT state dict: 'conv_first.weight' is missing "
             f"(top-level keys: {sorted(state)[:8]})"
         )
     return state
-
-
-def _load_file(path: Path) -> object:
-    if not path.is_file():
-        raise OfficialCheckpointError(f"no such checkpoint file: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError) as err:
-            raise OfficialCheckpointError(f"cannot read {path} as safetensors: {err}") from err
-    try:
-        # weights_only: tensors and plain containers only; a pickle that would run code
-        # (or build arbitrary objects) is refused before anything executes.
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise OfficialCheckpointError(
-            f"{path} cannot be read as plain weights: it is not a PyTorch weights file, or it "
-            "holds pickled objects beyond tensors; refusing to unpickle it"
-        ) from err
-    except Exception as err:  # zip / format errors from torch.load
-        raise OfficialCheckpointError(f"cannot read {path} as a PyTorch checkpoint: {err}") from err
 
 
 def _shape(state: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:
@@ -156,50 +122,49 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict:
 
 
 def load_official(source: str | os.PathLike | Mapping, **overrides) -> HAT:
-    """Build a :class:`HAT` from an official checkpoint (path or state dict), strictly.
+    """Build a :class:`HAT` from an official checkpoint, strictly.
 
-    The whole configuration is inferred from tensor shapes; ``overrides`` set what the
-    weights cannot tell (:data:`NOT_IN_WEIGHTS`: ``img_range``, ``conv_scale``) or runtime
-    options (``attn_impl``). Every key and shape is checked; the stored index buffers must
-    equal the ones this implementation computes. The model returned is in eval mode.
+    Args:
+        source: a ``.pth`` / ``.safetensors`` path or a state dict.
+        overrides: what the weights cannot tell (:data:`NOT_IN_WEIGHTS`: ``img_range``,
+            ``conv_scale``) or runtime options (``attn_impl``).
+
+    Returns:
+        The model, in eval mode, ``pretrained``.
+
+    Raises:
+        OfficialCheckpointError: saying what was found and what does not fit.
     """
     where = "the state dict" if isinstance(source, Mapping) else str(source)
-    state = read_official_state_dict(source)
-    config = infer_config(state)
+    return convert_official(read_official_state_dict(source), where, **overrides)
+
+
+def convert_official(state: Mapping[str, torch.Tensor], where: str = "the state dict", **overrides) -> HAT:
+    """:func:`load_official` of a state dict already read (the registry's HAT converter).
+
+    The whole configuration is inferred from tensor shapes; every key and shape is
+    checked; the stored index buffers must equal the ones this implementation computes.
+    """
+    try:
+        config = infer_config(state)
+    except OfficialCheckpointError as err:
+        raise OfficialCheckpointError(f"{where}: {err}") from err
     try:  # the configuration, the size of the whole model included, is checked before anything is built
         model = HAT(**{**config, "drop_path_rate": 0.1, **overrides})
     except ValueError as err:
         raise OfficialCheckpointError(f"{where}: no valid HAT has these shapes ({err}; inferred "
                                       f"{config}, overrides {overrides})") from err
-    defaults = inspect.signature(HAT).parameters
-    for field, reason in NOT_IN_WEIGHTS.items():
-        if field not in overrides:
-            logger.warning("%s is not stored in official weights: using %r (%s)",
-                           field, defaults[field].default, reason)
-    _check_layout(model, state, config)
-    model.load_state_dict(state, strict=True)
-    try:
-        check_finite_weights(model, where)
-    except ValueError as err:
-        raise OfficialCheckpointError(str(err)) from err
-    model.pretrained = True
-    model.name_or_path = where
-    return model.eval()
-
-
-def _check_layout(model: HAT, state: Mapping[str, torch.Tensor], config: dict) -> None:
-    """Every key and shape of ``state`` as in ``model``; index buffers equal to its own."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-    mismatched = [f"{k}: checkpoint {found[k]} vs model {expected[k]}"
-                  for k in expected if k in found and found[k] != expected[k]]
-    if missing or unexpected or mismatched:
-        raise OfficialCheckpointError(
-            f"checkpoint does not match the inferred HAT config {config}: "
-            f"missing {missing[:10]}, unexpected {unexpected[:10]}, shape mismatches {mismatched[:10]}"
-        )
+    log_assumed(logger, HAT, NOT_IN_WEIGHTS, overrides, "official")
     for name in ("relative_position_index_SA", "relative_position_index_OCA"):
-        if name in state and not torch.equal(state[name].long(), getattr(model, name)):
+        stored, computed = state.get(name), getattr(model, name)
+        if stored is not None and stored.shape == computed.shape and not torch.equal(stored.long(), computed):
             raise OfficialCheckpointError(f"{name} in the checkpoint differs from the one HAT computes")
+    return load_strictly(model, state, where, config, OfficialCheckpointError)
+
+
+def portability(model: HAT) -> str:
+    """Whether tools that read official HAT checkpoints run these weights (``sr-models info``)."""
+    if model.config.get("global_residual"):
+        return ("official HAT layout, but needs sr-models: global_residual=True is not in the official forward "
+                "(tools that read official HAT files load it and give a wrong image)")
+    return "official HAT layout and forward (opens in tools that read official HAT checkpoints)"

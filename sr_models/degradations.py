@@ -1,8 +1,8 @@
 """Realistic degradations: how real low-quality photos are made from clean HR images.
 
-The study's protocol (:func:`sr_models.metrics.degrade`) is one PIL bicubic downscale;
-models trained on it learn nothing about the blur, noise and JPEG blocks of the photos
-people have. This module synthesises those, after Real-ESRGAN (Wang, Xie, Dong, Shan,
+The study's protocol (:mod:`sr_models.protocol`) makes LR images with one PIL bicubic
+downscale; models trained on it learn nothing about the blur, noise and JPEG blocks of the
+photos people have. This module synthesises those, after Real-ESRGAN (Wang, Xie, Dong, Shan,
 "Real-ESRGAN: Training Real-World Blind Super-Resolution with Pure Synthetic Data",
 ICCVW 2021, arXiv:2107.10833), whose parameter ranges are the defaults here:
 
@@ -15,10 +15,11 @@ Blur kernels: isotropic / anisotropic Gaussian, generalized Gaussian and plateau
 or a 2-D sinc (ringing and overshoot). Resizes use area / bilinear / bicubic at random,
 noise is Gaussian or Poisson (colour or grey), JPEG is a real PIL encode / decode.
 
-Every random draw comes from a generator seeded with ``(seed, index)``, so sample
-``index`` of a run is the same image however the run is interrupted and resumed, and a
-benchmark with a fixed seed gives every image one fixed LR. Runs on the CPU in a data
-loader; no torchvision.
+This is the engine (:func:`realistic_lr`, on tensors, drawing from the generator it is
+given); :func:`sr_models.protocol.degrade_realistic` makes the LR image of a PIL HR image
+with a generator seeded by ``(seed, index)``, so sample ``index`` of a run is the same image
+however the run is interrupted and resumed, and a benchmark with a fixed seed gives every
+image one fixed LR. Runs on the CPU in a data loader; no torchvision.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .metrics import crop_to_multiple
+from .validation import Rule, check_fields, invalid, is_number
 
 #: Blur kernel shapes. "generalized" = exp(-d^beta / 2), "plateau" = 1 / (1 + d^beta),
 #: d the Mahalanobis distance squared; "iso" has one sigma and no rotation.
@@ -53,27 +55,38 @@ def _check_keys(values, cls, prefix: str) -> None:
         raise ValueError(f"unknown degradation config fields {[prefix + k for k in unknown]}")
 
 
-def _check_field(name: str, value) -> None:
-    def fail(rule: str):
-        raise ValueError(f"degradation config {name}={value!r}: {rule}")
+def _weights(count: int) -> Rule:
+    return ((lambda v: len(v) == count and all(is_number(p) and p >= 0 for p in v) and sum(v) > 0),
+            f"expected {count} non-negative weights that do not all vanish")
 
-    def number(x) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
-    if name.endswith("_prob"):
-        if not number(value) or not 0 <= value <= 1:
-            fail("expected a probability in [0, 1]")
-    elif not isinstance(value, tuple):
-        fail("expected a list of numbers")
-    elif name in ("kernel_probs", "resize_probs"):
-        expected = len(KERNEL_TYPES) if name == "kernel_probs" else 3
-        if len(value) != expected or not all(number(p) and p >= 0 for p in value) or sum(value) <= 0:
-            fail(f"expected {expected} non-negative weights that do not all vanish")
-    else:
-        if len(value) != 2 or not all(number(x) and x >= 0 for x in value) or value[0] > value[1]:
-            fail("expected a (low, high) pair with 0 <= low <= high")
-        if name == "jpeg_quality" and not (1 <= value[0] and value[1] <= 100):
-            fail("JPEG quality must lie in 1..100")
+def _is_range(v, lo: float = 0, hi: float = math.inf) -> bool:
+    return len(v) == 2 and all(is_number(x) for x in v) and lo <= v[0] <= v[1] <= hi
+
+
+#: Who a bad field belongs to in its message: "degradation config: blur_sigma=(3, 1) is invalid: ...".
+OWNER = "degradation config"
+PROBABILITY: Rule = (lambda v: is_number(v) and 0 <= v <= 1), "expected a probability in [0, 1]"
+RANGE: Rule = _is_range, "expected a (low, high) pair with 0 <= low <= high"
+NUMBER_LIST: Rule = ((lambda v: isinstance(v, tuple) and all(is_number(x) for x in v)), "expected a list of numbers")
+#: field -> rule of every Stage field.
+STAGE_RULES: dict[str, Rule] = {
+    "blur_prob": PROBABILITY,
+    "kernel_probs": _weights(len(KERNEL_TYPES)),
+    "blur_sigma": RANGE,
+    "betag": RANGE,
+    "betap": RANGE,
+    "sinc_prob": PROBABILITY,
+    "resize_probs": _weights(3),
+    "resize_range": RANGE,
+    "gaussian_noise_prob": PROBABILITY,
+    "noise_sigma": RANGE,
+    "poisson_scale": RANGE,
+    "gray_noise_prob": PROBABILITY,
+    "jpeg_quality": (partial(_is_range, lo=1, hi=100), "expected a (low, high) pair: JPEG quality must lie in 1..100"),
+}
+#: The Stage fields that are lists of numbers (tuples once read), checked as such before their rule.
+LIST_FIELDS = tuple(name for name in STAGE_RULES if not name.endswith("_prob"))
 
 
 @dataclass(frozen=True)
@@ -98,10 +111,11 @@ class Stage:
 
     def __post_init__(self):
         for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, list):  # from JSON
-                object.__setattr__(self, f.name, value := tuple(value))
-            _check_field(f.name, value)
+            if isinstance(getattr(self, f.name), list):  # from JSON
+                object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        check_fields(OWNER, dict.fromkeys(LIST_FIELDS, NUMBER_LIST), {n: values[n] for n in LIST_FIELDS})
+        check_fields(OWNER, STAGE_RULES, values)
 
 
 #: Real-ESRGAN's second stage: milder blur (applied with probability 0.8), resize and noise.
@@ -122,11 +136,11 @@ class DegradationConfig:
     final_sinc_prob: float = 0.8
 
     def __post_init__(self):
-        for name in ("second_order_prob", "final_sinc_prob"):
-            _check_field(name, getattr(self, name))
+        check_fields(OWNER, dict.fromkeys(("second_order_prob", "final_sinc_prob"), PROBABILITY),
+                     {"second_order_prob": self.second_order_prob, "final_sinc_prob": self.final_sinc_prob})
         for name in ("first", "second"):
             if not isinstance(getattr(self, name), Stage):
-                raise ValueError(f"degradation config {name}: expected a Stage, got {type(getattr(self, name)).__name__}")
+                raise invalid(OWNER, name, getattr(self, name), "expected a Stage")
 
     def to_dict(self) -> dict:
         def plain(value):
@@ -284,24 +298,25 @@ def to_pil(img: torch.Tensor) -> Image.Image:
 # --------------------------------------------------------------------------- the pipeline
 
 
-def degrade_realistic(hr: Image.Image, scale: int, config: DegradationConfig | str = "realesrgan", *,
-                      seed: int = 0, index: int = 0) -> Image.Image:
-    """A realistic LR image of ``hr`` (RGB), exactly (W // scale, H // scale) after HR is
-    cropped to a multiple of ``scale`` (as the protocol does). The same (seed, index, config)
-    give the same image; ``config`` is a DegradationConfig or a PRESETS name."""
-    config = _resolve(config)
-    if not isinstance(hr, Image.Image) or hr.mode != "RGB":
-        raise ValueError("degrade_realistic expects an RGB PIL image; convert it first, e.g. .convert('RGB')")
-    hr = crop_to_multiple(hr, scale)
-    lr_size = (hr.height // scale, hr.width // scale)
-    rng = np.random.default_rng([int(seed), int(index)])
-    img = to_tensor(hr)
+def realistic_lr(img: torch.Tensor, lr_size: tuple[int, int], config: DegradationConfig,
+                 rng: np.random.Generator) -> torch.Tensor:
+    """The realistic degradation of one image, every random choice drawn from ``rng``.
+
+    Args:
+        img: the HR image, (1, 3, H, W) float in [0, 1].
+        lr_size: (height, width) of the LR image.
+        config: the ranges the parameters are drawn from.
+        rng: the generator; the same generator state gives the same image.
+
+    Returns:
+        The LR image, (1, 3, *lr_size) float in [0, 1], JPEG-decoded where the draw compressed it last.
+    """
     if rng.random() < config.second_order_prob:
-        return to_pil(_second_order(img, lr_size, rng, config))
+        return _second_order(img, lr_size, rng, config)
     first = config.first
     img = _blur(img, rng, first)
     img = _noise(resize(img, lr_size, _mode(rng)).clamp(0, 1), rng, first)
-    return to_pil(jpeg(img, _quality(rng, first)))
+    return jpeg(img, _quality(rng, first))
 
 
 def _second_order(img: torch.Tensor, lr_size: tuple[int, int], rng, config: DegradationConfig) -> torch.Tensor:
@@ -358,9 +373,11 @@ def _mode(rng: np.random.Generator) -> str:
     return RESIZE_MODES[int(rng.integers(len(RESIZE_MODES)))]
 
 
-def _resolve(config: DegradationConfig | str) -> DegradationConfig:
-    if isinstance(config, DegradationConfig):
-        return config
-    if config not in PRESETS:
-        raise ValueError(f"unknown degradation preset {config!r}; choose from {sorted(PRESETS)}")
-    return PRESETS[config]
+def __getattr__(name: str):
+    # degrade_realistic lives in sr_models.protocol, which imports this module: it is found on
+    # use, so that `from sr_models.degradations import degrade_realistic` works without a cycle.
+    if name == "degrade_realistic":
+        from .protocol import degrade_realistic
+
+        return degrade_realistic
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,8 @@
-"""The evaluation protocol applied to a folder of HR images and a set of models.
+"""Scoring a folder of HR images for a set of models: the one scorer.
 
-One place that turns HR images into (LR, bicubic, model outputs, scores), shared by
-the CLI's ``evaluate``, the comparison benchmark and the app's benchmark mode.
+Turns HR images into (LR, bicubic, model outputs, scores), for the CLI's ``evaluate``, the
+study and the app's benchmark mode. The pairs are made by :mod:`sr_models.protocol`, the
+scores are every metric of :mod:`sr_models.metric_registry`.
 """
 
 from __future__ import annotations
@@ -12,24 +13,29 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 from torch import nn
 
+from . import metric_registry
 from .constants import PROTOCOL
-from .degradations import PRESETS, DegradationConfig, degrade_realistic
-from .image_io import load_image, to_rgb
-from .metrics import bicubic_upscale, crop_to_multiple, degrade, psnr, ssim
+from .degradations import DegradationConfig
+from .image_io import load_image
 from .pipeline import upscale
+from .protocol import (BICUBIC, bicubic_upscale, degradation_of, describe_lr, make_lr, make_pair, prepare_hr,
+                       resolve_degradation)
+from .validation import is_int
 
 logger = logging.getLogger(__name__)
 
 #: Files taken as images in folders and globs (an animated GIF gives its first frame).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-BICUBIC = "bicubic"
+#: The public names, with those of sr_models.protocol that callers import from here (prepare_hr, make_lr, ...).
+__all__ = ["BICUBIC", "IMAGE_SUFFIXES", "Evaluation", "MethodResult", "describe_lr", "evaluate", "find_images",
+           "make_lr", "prepare_hr", "resolve_degradation", "run_methods", "scan_folder", "score_image"]
 
 
 def scan_folder(folder: str | Path) -> tuple[list[Path], list[Path]]:
@@ -50,89 +56,72 @@ def find_images(folder: str | Path) -> list[Path]:
     return scan_folder(folder)[0]
 
 
-def prepare_hr(image: Image.Image, scale: int, hr_size: int | None = None) -> Image.Image:
-    """HR as the protocol uses it: RGB, optionally centre-cropped to a square and resized
-    (PIL bicubic, antialiased) to ``hr_size``, then cropped to a multiple of ``scale``.
-    16-bit and float images are scaled to 8 bits by their range (not clipped)."""
-    image = to_rgb(image)
-    if hr_size is not None:
-        side = min(image.size)
-        left, top = (image.width - side) // 2, (image.height - side) // 2
-        image = image.crop((left, top, left + side, top + side))
-        if side != hr_size:
-            image = image.resize((hr_size, hr_size), Image.BICUBIC)
-    return crop_to_multiple(image, scale)
+def score_image(sr: Image.Image, hr: Image.Image, scale: int) -> dict[str, float | None]:
+    """Every registry metric of one output against its HR image under the protocol.
 
+    Args:
+        sr: the output.
+        hr: its HR image.
+        scale: the scale, also the border cropped on every side.
 
-def resolve_degradation(degradation: str | DegradationConfig | None) -> tuple[str | None, DegradationConfig | None]:
-    """(name, config) of an evaluation's LR: None or "bicubic" is the protocol (None, None);
-    a PRESETS name gives its config; a DegradationConfig is named after the preset it
-    equals, else "custom"."""
-    if degradation is None or degradation == BICUBIC:
-        return None, None
-    if isinstance(degradation, DegradationConfig):
-        return next((name for name, config in PRESETS.items() if config == degradation), "custom"), degradation
-    if degradation not in PRESETS:
-        raise ValueError(f"unknown degradation {degradation!r}; choose {BICUBIC!r} (the protocol) "
-                         f"or one of {sorted(PRESETS)}")
-    return degradation, PRESETS[degradation]
-
-
-def make_lr(hr: Image.Image, scale: int, config: DegradationConfig | None = None, *, seed: int = 0,
-            index: int = 0) -> Image.Image:
-    """The LR input of one HR image: the protocol's PIL bicubic downscale (``config`` None),
-    or the realistic degradation drawn for (``seed``, ``index``): the same LR every time."""
-    if config is None:
-        return degrade(hr, scale)
-    return degrade_realistic(hr, scale, config, seed=seed, index=index)
-
-
-def describe_lr(degradation: str | None, seed: int | None) -> str:
-    """How the LR inputs of an evaluation were made, in words."""
-    if degradation is None:
-        return "PIL bicubic downscale (the protocol)"
-    return f"realistic degradation {degradation!r}, seed {seed} (sr_models.degradations)"
-
-
-def score_image(sr: Image.Image, hr: Image.Image, scale: int) -> dict[str, float]:
-    """PSNR-Y and SSIM-Y of one output against its HR image under the protocol
-    (border of ``scale`` pixels cropped): the one scorer of the CLI, the app and the study."""
-    return {"psnr": psnr(sr, hr, crop_border=scale), "ssim": ssim(sr, hr, crop_border=scale)}
+    Returns:
+        key -> value (:func:`sr_models.metric_registry.score_pair`).
+    """
+    return metric_registry.score_pair(sr, hr, scale)
 
 
 @dataclass
 class MethodResult:
+    """The per-image scores of one method (bicubic or a model), in image order."""
+
     name: str
-    #: per image; infinite where the output equals the HR image (docs/protocol.md)
-    psnr: list[float] = field(default_factory=list)
-    ssim: list[float] = field(default_factory=list)
+    #: metric key -> per-image values: PSNR infinite where the output equals the HR image, None
+    #: where the image is too small for the metric (docs/protocol.md)
+    scores: dict[str, list[float | None]] = field(default_factory=lambda: {key: [] for key in metric_registry.KEYS})
     seconds: list[float] = field(default_factory=list)
+
+    def __getattr__(self, key: str) -> list[float | None]:
+        """The per-image values of a metric by its key (``result.psnr``)."""
+        if key in metric_registry.KEYS:
+            return self.scores[key]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
+
+    def add(self, scores: dict[str, float | None], seconds: float) -> None:
+        """Record one image.
+
+        Args:
+            scores: metric key -> value (:func:`score_image`).
+            seconds: the time the method took.
+        """
+        for key, values in self.scores.items():
+            values.append(scores[key])
+        self.seconds.append(seconds)
 
     @property
     def identical(self) -> int:
         """Images this method reproduced exactly (PSNR infinite, e.g. a flat image)."""
-        return sum(math.isinf(p) for p in self.psnr)
+        return sum(p is not None and math.isinf(p) for p in self.scores["psnr"])
 
     @property
     def summary(self) -> dict:
-        """Means over the images. An identical image has no finite PSNR: it is counted
-        apart (``identical_images``) and left out of the PSNR mean, which is None when no
-        image is left; SSIM (1.0 there) and time take every image."""
-        finite = [p for p in self.psnr if math.isfinite(p)]
-        return {
-            "psnr": statistics.fmean(finite) if finite else None,
-            "ssim": statistics.fmean(self.ssim),
-            "seconds_per_image": statistics.fmean(self.seconds),
-            "identical_images": self.identical,
-        }
+        """Means over the images (:func:`sr_models.metric_registry.mean`): an identical image has
+        no finite PSNR and is counted apart (``identical_images``), an image too small for a
+        metric has none of it; a mean is None when no image is left. Time takes every image."""
+        means = {key: metric_registry.mean(values) for key, values in self.scores.items()}
+        return {**means, "seconds_per_image": statistics.fmean(self.seconds),
+                "identical_images": self.identical}
 
     def to_json(self) -> dict:
         """The per-image values, an infinite PSNR written as null (JSON has no infinity)."""
-        return {**asdict(self), "psnr": [p if math.isfinite(p) else None for p in self.psnr]}
+        finite = {key: [v if v is not None and math.isfinite(v) else None for v in values]
+                  for key, values in self.scores.items()}
+        return {"name": self.name, **finite, "seconds": self.seconds}
 
 
 @dataclass
 class Evaluation:
+    """The scores of every method on every image, and how the LR images were made."""
+
     scale: int
     hr_size: int | None
     images: list[str]
@@ -144,6 +133,7 @@ class Evaluation:
     seed: int | None = None
 
     def to_json(self) -> dict:
+        """results.json: the protocol, the LR, the summary per method and every per-image value."""
         return {
             "protocol": PROTOCOL,
             "degradation": self.degradation,
@@ -157,29 +147,40 @@ class Evaluation:
         }
 
     def table(self) -> str:
+        """The summary as ``sr-models evaluate`` prints it: one row per method, one column per metric."""
+        headers = [metric.header for metric in metric_registry.METRICS]
         rows = [f"LR: {describe_lr(self.degradation, self.seed)}",
-                f"{'method':<28} {'PSNR-Y (dB)':>12} {'SSIM-Y':>8} {'s / image':>10}"]
+                f"{'method':<28} " + " ".join(f"{h:>12}" for h in headers) + f" {'s / image':>10}"]
         for name, m in self.methods.items():
             s = m.summary
-            psnr = "-" if s["psnr"] is None else f"{s['psnr']:.2f}"
-            rows.append(f"{name:<28} {psnr:>12} {s['ssim']:>8.4f} {s['seconds_per_image']:>10.3f}")
-        identical = [f"{name} {m.identical} of {len(m.psnr)}" for name, m in self.methods.items() if m.identical]
+            values = " ".join(f"{metric.show(s[metric.key]):>12}" for metric in metric_registry.METRICS)
+            rows.append(f"{name:<28} {values} {s['seconds_per_image']:>10.3f}")
+        identical = [f"{name} {m.identical} of {len(m.seconds)}" for name, m in self.methods.items() if m.identical]
         if identical:
             rows.append(f"identical to HR (PSNR infinite, not in the PSNR mean): {', '.join(identical)}")
         return "\n".join(rows)
 
     def write(self, output_dir: str | Path) -> tuple[Path, Path]:
-        """results.json (summary + per image) and results.csv (one row per image and method)."""
+        """results.json (summary + per image) and results.csv (one row per image and method; a
+        metric not measured on an image is an empty cell).
+
+        Args:
+            output_dir: the folder, made if missing.
+
+        Returns:
+            The two files' paths.
+        """
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         json_path, csv_path = output_dir / "results.json", output_dir / "results.csv"
         json_path.write_text(json.dumps(self.to_json(), indent=2, allow_nan=False))
         with csv_path.open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["image", "method", "psnr_y", "ssim_y", "seconds"])
+            writer.writerow(["image", "method", *metric_registry.KEYS, "seconds"])
             for name, m in self.methods.items():
-                for image, p, s, t in zip(self.images, m.psnr, m.ssim, m.seconds):
-                    writer.writerow([image, name, f"{p:.4f}", f"{s:.6f}", f"{t:.4f}"])
+                for i, image in enumerate(self.images):
+                    values = ["" if m.scores[k][i] is None else f"{m.scores[k][i]:.6f}" for k in metric_registry.KEYS]
+                    writer.writerow([image, name, *values, f"{m.seconds[i]:.4f}"])
         return json_path, csv_path
 
 
@@ -196,52 +197,70 @@ def evaluate(
 ) -> Evaluation:
     """Degrade each HR image, run bicubic and every model, score all against the HR.
 
-    ``degradation``: None (or "bicubic") is the protocol's PIL bicubic downscale; a
-    PRESETS name ("moderate", "realesrgan") or a DegradationConfig gives the LR of image
-    ``i`` (its position in ``hr_images``, which find_images sorts) as
-    ``degrade_realistic(hr, scale, config, seed=seed, index=i)``: one fixed LR per image
-    for a given seed, so the scores are reproducible. ``upscale_kwargs`` go to
-    :func:`sr_models.upscale` (tile, device, dtype). Files that cannot be read are
-    skipped with a warning.
+    Args:
+        models: name -> model, each of ``scale``.
+        hr_images: the HR files, in a fixed order (find_images sorts them).
+        scale: the upscaling factor.
+        hr_size: the HR side (centre square, resized); None keeps each image's size.
+        degradation: how LR images are made, as :func:`sr_models.protocol.degradation_of`
+            takes it: None (or "bicubic") is the protocol's PIL bicubic downscale; a preset
+            ("moderate", "realesrgan") or a DegradationConfig gives the LR of image ``i`` (its
+            position in ``hr_images``) drawn for (``seed``, ``i``): one fixed LR per image for
+            a given seed, so the scores are reproducible.
+        seed: the realistic degradation's seed.
+        on_image: called with each image's path once it is scored.
+        **upscale_kwargs: for :func:`sr_models.upscale` (tile, device, dtype).
+
+    Returns:
+        The Evaluation. Files that cannot be read are skipped with a warning.
     """
     for name, model in models.items():
         if model.scale != scale:
             raise ValueError(f"model {name!r} is x{model.scale}, but the evaluation is x{scale}")
-    degradation_name, config = resolve_degradation(degradation)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise ValueError(f"the seed of a degradation is an integer >= 0, got {seed!r}")
     methods = {BICUBIC: MethodResult(BICUBIC), **{name: MethodResult(name) for name in models}}
+    lr_kind = degradation_of(degradation)
+    realistic, lr_name = lr_kind.realistic, lr_kind.name
     names: list[str] = []
     for index, path in enumerate(hr_images):
         try:
-            hr = prepare_hr(load_image(path), scale, hr_size)
+            hr, lr = make_pair(load_image(path), scale, hr_size, lr_kind, seed=seed, index=index)
         except ValueError as err:  # ImageInputError and too-small images
             logger.warning("skipping %s: %s", path, err)
             continue
-        lr = make_lr(hr, scale, config, seed=seed, index=index)
-        for name, (sr, seconds) in _run_methods(models, lr, scale, upscale_kwargs).items():
-            scores = score_image(sr, hr, scale)
-            methods[name].psnr.append(scores["psnr"])
-            methods[name].ssim.append(scores["ssim"])
-            methods[name].seconds.append(seconds)
+        for name, sr, seconds in run_methods(models, lr, scale, lambda _name, _model: upscale_kwargs):
+            methods[name].add(score_image(sr, hr, scale), seconds)
         names.append(str(path))
         if on_image is not None:
             on_image(str(path))
     if not names:
         raise ValueError("no readable HR images to evaluate")
-    return Evaluation(scale, hr_size, names, methods, degradation=degradation_name,
-                      degradation_config=config.to_dict() if config else None,
-                      seed=seed if config else None)
+    return Evaluation(scale, hr_size, names, methods, degradation=lr_name,
+                      degradation_config=lr_kind.config.to_dict() if realistic else None,
+                      seed=seed if realistic else None)
 
 
-def _run_methods(models: dict[str, nn.Module], lr: Image.Image, scale: int,
-                 upscale_kwargs: dict) -> dict[str, tuple[Image.Image, float]]:
-    """(output, seconds) of bicubic and of every model on one LR image."""
-    outputs = {}
+def run_methods(models: dict[str, nn.Module], lr: Image.Image, scale: int,
+                options: Callable[[str, nn.Module], dict] | None = None) -> Iterator[tuple[str, Image.Image, float]]:
+    """Bicubic, then every model in order, on one LR image: yields (name, output, seconds) as
+    each is ready (the app shows each result as it comes).
+
+    Args:
+        models: name -> model.
+        lr: the LR image.
+        scale: bicubic's factor (the models' own).
+        options: (name, model) -> keyword arguments of :func:`sr_models.upscale` for that
+            model (tile, device, dtype, progress); None: the defaults.
+
+    Yields:
+        (:data:`BICUBIC` or the model's name, its output, the seconds it took).
+    """
     start = time.perf_counter()
-    outputs[BICUBIC] = (bicubic_upscale(lr, scale), time.perf_counter() - start)
+    sr = bicubic_upscale(lr, scale)
+    yield BICUBIC, sr, time.perf_counter() - start
     for name, model in models.items():
+        kwargs = options(name, model) if options is not None else {}
         start = time.perf_counter()
-        sr = upscale(model, lr, **upscale_kwargs)
-        outputs[name] = (sr, time.perf_counter() - start)
-    return outputs
+        sr = upscale(model, lr, **kwargs)
+        yield name, sr, time.perf_counter() - start

@@ -12,38 +12,38 @@ an option the official forward does not have).
 within float rounding, tested): ``"math"`` is the reference in this file, upstream's
 algorithm step by step (roll, window_partition, q @ k^T + bias + mask, softmax,
 nn.Unfold for OCAB; the shift mask cached per input size); ``"sdpa"`` (default) is the
-fast path of :mod:`sr_models.hat_attention` (cached row gathers, fused SDPA). Everything
-else is shared, the layout included: maps are channels_last, so a map's token view
-(B, H*W, C) is free. Read top to bottom: helpers (the window geometry, which both paths
-use, is in :mod:`sr_models.hat_attention`), blocks from small to large, the model, its
-configuration (bounds, validation) and presets.
+fast path of :mod:`sr_models.hat_attention` (cached row gathers, fused SDPA). The model
+chooses (``self.attn_impl``); the :class:`AttentionContext` of each forward pass carries
+the choice, and what else the blocks share, to every attention block. Everything else is
+shared, the layout included: maps are channels_last, so a map's token view (B, H*W, C)
+is free. Read top to bottom: helpers (the window geometry, which both paths use, is in
+:mod:`sr_models.hat_attention`), blocks from small to large, the model. Its configuration
+(bounds, rules, size, presets) is :mod:`sr_models.hat_config`.
 """
 
 from __future__ import annotations
 
 import math
-import reprlib
-from collections.abc import Callable
-from functools import partial
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .hat_attention import (
-    BiasCache, PlanCache, WindowPlan, gather_bias, overlapping_cross_attention, relative_position_index_oca,
+    AttentionContext, BiasCache, PlanCache, gather_bias, overlapping_cross_attention, relative_position_index_oca,
     relative_position_index_sa, shifted_window_attention, shifted_window_mask, window_partition, window_reverse,
 )
-from .hub import SRModelMixin, check_model_size
+# HAT's configuration; its public names are sr_models.hat's too (sr_models.hat.PRESETS, ...).
+from .hat_config import (  # noqa: F401
+    ATTN_IMPLS, CONFIG_RULES, MAX_CONV_SCALE, MAX_DEPTH, MAX_EMBED_DIM, MAX_GROUPS, MAX_HEADS, MAX_IMG_RANGE,
+    MAX_IMG_SIZE, MAX_IN_CHANS, MAX_MLP_RATIO, MAX_WINDOW_SIZE, NUM_FEAT, PRESETS, SCALES, model_bytes, validate_config,
+)
+from .hub import SRModelMixin
+from .validation import check_fields
 
 # Mean RGB of DIV2K, subtracted inside the model (upstream hard-codes it; it is not part of
 # the state dict).
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
-
-ATTN_IMPLS = ("sdpa", "math")
-
-# Features before the upsampler, fixed in upstream's pixel-shuffle head.
-NUM_FEAT = 64
 
 
 # --------------------------------------------------------------------------- helpers
@@ -139,6 +139,10 @@ class _BiasedAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros(table_rows, num_heads))
         self.bias_cache = BiasCache()
 
+    def cached_bias(self, rpi: torch.Tensor) -> torch.Tensor:
+        """The fast path's bias (heads, N, M), gathered once while no gradient is needed."""
+        return self.bias_cache.get(self.relative_position_bias_table, rpi)
+
     def train(self, mode: bool = True):
         self.bias_cache.clear()  # writes through .data are invisible to the cache's key
         return super().train(mode)
@@ -178,24 +182,26 @@ class HAB(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, x_size: tuple[int, int], rpi_sa: torch.Tensor,
-                shift_mask: torch.Tensor | None, plan: WindowPlan | None = None) -> torch.Tensor:
-        """x (B, H*W, C). With a ``plan`` the fast path attends; without, upstream's steps."""
-        h, w = x_size
+    def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+        """x (B, H*W, C) -> (B, H*W, C)."""
+        h, w = ctx.x_size
         b, _, c = x.shape
         shortcut = x
         x = self.norm1(x).view(b, h, w, c)
         # The permuted view is channels_last: the conv reads it without a copy, writes
         # channels_last, and the permute back is again a free view.
         conv_x = self.conv_block(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, h * w, c)
-        if plan is None:
-            x = self._window_attention(x, rpi_sa, shift_mask)
+        if ctx.attn_impl == "sdpa":
+            windows = ctx.plan.to_windows(x.reshape(-1, c), self.shift_size)  # (B*nW*ws², C)
+            out = shifted_window_attention(self.attn.qkv(windows), self.attn.cached_bias(ctx.rpi_sa), ctx.plan,
+                                           self.shift_size, self.attn.num_heads)
+            x = ctx.plan.to_image(self.attn.proj(out), self.shift_size)
         else:
-            x = shifted_window_attention(self.attn, x, rpi_sa, plan, self.shift_size)
+            x = self._window_attention(x, ctx.rpi_sa, ctx.shift_mask)
         x = shortcut + self.drop_path(x.reshape(b, h * w, c)) + conv_x * self.conv_scale
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
-    def _window_attention(self, x: torch.Tensor, rpi_sa: torch.Tensor, shift_mask: torch.Tensor | None):
+    def _window_attention(self, x: torch.Tensor, rpi_sa: torch.Tensor, shift_mask: torch.Tensor):
         """Upstream's steps: roll, window_partition, attention, window_reverse, roll back.
         (B, H, W, C) -> (B, H, W, C)."""
         b, h, w, c = x.shape
@@ -224,17 +230,17 @@ class OCAB(_BiasedAttention):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
-    def forward(self, x: torch.Tensor, x_size: tuple[int, int], rpi_oca: torch.Tensor,
-                plan: WindowPlan | None = None) -> torch.Tensor:
-        """x (B, H*W, C). With a ``plan`` the fast path attends; without, upstream's steps."""
-        h, w = x_size
+    def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+        """x (B, H*W, C) -> (B, H*W, C)."""
+        h, w = ctx.x_size
         b, _, c = x.shape
         shortcut = x
         x = self.norm1(x)
-        if plan is None:
-            x = self._cross_attention(x, x_size, rpi_oca)
+        if ctx.attn_impl == "sdpa":
+            x = overlapping_cross_attention(self.qkv(x).view(-1, 3 * c), self.cached_bias(ctx.rpi_oca), ctx.plan,
+                                            self.window_size, self.overlap_win_size, self.num_heads)
         else:
-            x = overlapping_cross_attention(self, x, rpi_oca, plan)
+            x = self._cross_attention(x, ctx.x_size, ctx.rpi_oca)
         x = self.proj(x.reshape(b, h * w, c)) + shortcut
         return x + self.mlp(self.norm2(x))
 
@@ -279,10 +285,10 @@ class AttenBlocks(nn.Module):
             return checkpoint(module, *args, use_reentrant=False)
         return module(*args)
 
-    def forward(self, x, x_size, rpi_sa, rpi_oca, shift_mask, plan=None):
+    def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
         for block in self.blocks:
-            x = self._run(block, x, x_size, rpi_sa, shift_mask, plan)
-        return self._run(self.overlap_attn, x, x_size, rpi_oca, plan)
+            x = self._run(block, x, ctx)
+        return self._run(self.overlap_attn, x, ctx)
 
 
 class RHAG(nn.Module):
@@ -293,10 +299,10 @@ class RHAG(nn.Module):
         self.residual_group = AttenBlocks(dim, **block_kwargs)
         self.conv = nn.Conv2d(dim, dim, 3, 1, 1) if resi_connection == "1conv" else nn.Identity()
 
-    def forward(self, x, x_size, rpi_sa, rpi_oca, shift_mask, plan=None):
-        h, w = x_size
+    def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+        h, w = ctx.x_size
         b, _, c = x.shape
-        y = self.residual_group(x, x_size, rpi_sa, rpi_oca, shift_mask, plan)
+        y = self.residual_group(x, ctx)
         # Tokens viewed as a channels_last map and back: no copies around the conv.
         y = self.conv(y.view(b, h, w, c).permute(0, 3, 1, 2))
         return y.permute(0, 2, 3, 1).reshape(b, h * w, c) + x
@@ -351,6 +357,9 @@ class HAT(
     """
 
     supports_gradient_checkpointing = True
+    #: No finite receptive field (a fact the pipeline reads, hub.SRModelMixin): the shifted
+    #: windows chain context across the whole image.
+    receptive_radius = None
 
     def __init__(self, upscale: int = 4, in_chans: int = 3, img_size: int = 64, patch_size: int = 1,
                  window_size: int = 16, compress_ratio: int = 3, squeeze_factor: int = 30,
@@ -362,11 +371,10 @@ class HAT(
                  gradient_checkpointing: bool = False, global_residual: bool = False):
         arguments = dict(locals())  # before any other name is bound
         super().__init__()
-        _validate_config({name: arguments[name] for name in CONFIG_RULES})
+        validate_config({name: arguments[name] for name in CONFIG_RULES})
         self.scale = upscale
         self.pad_multiple = self.window_size = window_size
         self.img_range = img_range
-        self.attn_impl = attn_impl  # selects the path of the whole model; see set_attn_impl
         self.global_residual = global_residual
         overlap_win_size = int(window_size * overlap_ratio) + window_size
         mean = DIV2K_RGB_MEAN if in_chans == 3 else (0.0,) * in_chans
@@ -391,6 +399,7 @@ class HAT(
         self.conv_last = nn.Conv2d(NUM_FEAT, in_chans, 3, 1, 1)
         self.apply(_init_weights)
         self.set_gradient_checkpointing(gradient_checkpointing)
+        self.set_attn_impl(attn_impl)
         if global_residual:
             # Start exactly at bicubic: the last conv learns the detail from zero.
             nn.init.zeros_(self.conv_last.weight)
@@ -404,8 +413,28 @@ class HAT(
     def set_attn_impl(self, impl: str) -> None:
         """Switch the whole model between the fast path ("sdpa") and upstream's step-by-step
         reference path ("math"); same weights, outputs within float rounding."""
-        _check_fields({"attn_impl": impl})
-        self.attn_impl = impl
+        check_fields("HAT", CONFIG_RULES, {"attn_impl": impl})
+        self.attn_impl = impl  # the one place the path is chosen: the context of each forward says it
+
+    @property
+    def tile_overlap(self) -> int:
+        """Two windows of context: tiled against untiled >= 45 dB (tests/test_pipeline.py)."""
+        return 2 * self.window_size
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        """Peak bytes of a float32 forward per LR pixel, the larger of two peaks (the terms and
+        their calibration: docs/upscaling.md#auto-tiling)."""
+        config = self.config
+        dim, ws = config["embed_dim"], self.window_size
+        ows = int(ws * config["overlap_ratio"]) + ws
+        # OCAB's gathered keys and values (2C, times the overlap (ows/ws)²) beside ~10C of
+        # tokens, projections and residuals; the reference path adds scores and softmax.
+        body = dim * (10 + 2 * (ows / ws) ** 2)
+        if self.attn_impl == "math":
+            body += 2 * max(config["num_heads"]) * ows ** 2
+        # The upsampler's last conv output and its pixel shuffle, beside two C-wide maps.
+        return int(4 * max(body, 2 * NUM_FEAT * self.scale ** 2 + 2 * dim))
 
     def _shift_mask(self, h: int, w: int, device: torch.device) -> torch.Tensor:
         key = (h, w, device)
@@ -417,13 +446,14 @@ class HAT(
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) channels_last -> (B, C, H, W) channels_last (its token view is free)."""
         b, c, h, w = x.shape
-        if self.attn_impl == "math":
-            shift_mask, plan = self._shift_mask(h, w, x.device), None
+        shared = ((h, w), self.relative_position_index_SA, self.relative_position_index_OCA, self.attn_impl)
+        if self.attn_impl == "sdpa":
+            ctx = AttentionContext(*shared, plan=self._plans.get(b, h, w, x.device))
         else:
-            shift_mask, plan = None, self._plans.get(b, h, w, x.device)
+            ctx = AttentionContext(*shared, shift_mask=self._shift_mask(h, w, x.device))
         x = self.patch_embed(x)  # (B, H*W, C)
         for layer in self.layers:
-            x = layer(x, (h, w), self.relative_position_index_SA, self.relative_position_index_OCA, shift_mask, plan)
+            x = layer(x, ctx)
         return self.norm(x).view(b, h, w, c).permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -470,146 +500,5 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
 
-
-# --------------------------------------------------------------------------- configuration
-
-# Bounds, checked before anything is allocated: well beyond the largest official model
-# (HAT-L: 12 groups of 6 blocks, width 180, 6 heads, window 16, mlp_ratio 2), so that every
-# real model passes and nonsense (depths=[100000, 3, 3]) fails at once instead of
-# allocating gigabytes first. They bound each field; the size of the whole model (fields
-# each in range can still describe 490 GB) is bounded by MAX_MODEL_BYTES (model_bytes).
-SCALES = (2, 3, 4, 8)  # what the pixel-shuffle upsampler builds (upstream's choices)
-MAX_IN_CHANS = 16  # official: 3 (RGB)
-MAX_EMBED_DIM = 1024  # official: 180
-MAX_GROUPS = 32  # residual groups, len(depths); official: 12
-MAX_DEPTH = 64  # blocks per group; official: 6
-MAX_HEADS = 64  # per group; official: 6
-MAX_WINDOW_SIZE = 32  # official: 16; the index buffers grow as window_size**4
-MAX_MLP_RATIO = 16  # official: 2
-MAX_IMG_SIZE = 65536  # official: 64; kept for option files, unused by the model
-# The two scalars of the forward pass: one of 1e308 gives a finite model whose every output
-# is infinite (an all-black image), so they are bounded too.
-MAX_CONV_SCALE = 100.0  # |conv_scale|; official: 0.01
-MAX_IMG_RANGE = 65535.0  # official: 1.0 (BasicSR also uses 255)
-
-
-def _int_in(lo: int, hi: int, v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _ints(lo: int, hi: int):
-    return partial(_int_in, lo, hi), f"expected an integer in [{lo}, {hi}]"
-
-
-def _int_list(max_len: int, hi: int):
-    def check(v):
-        return isinstance(v, (list, tuple)) and 0 < len(v) <= max_len and all(_int_in(1, hi, i) for i in v)
-    return check, f"expected a list of 1 to {max_len} integers, each in [1, {hi}]"
-
-
-_BOOL = (lambda v: isinstance(v, bool)), "expected true or false"
-
-#: field -> (check, rule) for every constructor argument.
-CONFIG_RULES: dict[str, tuple[Callable[[object], bool], str]] = {
-    "upscale": (lambda v: _int_in(2, 8, v) and v in SCALES, f"expected an integer, one of {SCALES}"),
-    "in_chans": _ints(1, MAX_IN_CHANS),
-    "img_size": _ints(1, MAX_IMG_SIZE),
-    "patch_size": (partial(_int_in, 1, 1), "HAT operates on pixels; only 1 is supported"),
-    "window_size": (lambda v: _int_in(2, MAX_WINDOW_SIZE, v) and v % 2 == 0,
-                    f"expected an even integer in [2, {MAX_WINDOW_SIZE}] (shift = window_size // 2)"),
-    "compress_ratio": _ints(1, MAX_EMBED_DIM),
-    "squeeze_factor": _ints(1, MAX_EMBED_DIM),
-    "conv_scale": (lambda v: _number(v) and abs(v) <= MAX_CONV_SCALE,
-                   f"expected a number in [-{MAX_CONV_SCALE:g}, {MAX_CONV_SCALE:g}]"),
-    "overlap_ratio": (lambda v: _number(v) and 0 <= v < 1, "expected a number in [0, 1)"),
-    "mlp_ratio": (lambda v: _number(v) and 0 < v <= MAX_MLP_RATIO, f"expected a number in (0, {MAX_MLP_RATIO}]"),
-    "depths": _int_list(MAX_GROUPS, MAX_DEPTH),
-    "embed_dim": _ints(1, MAX_EMBED_DIM),
-    "num_heads": _int_list(MAX_GROUPS, MAX_HEADS),
-    "qkv_bias": _BOOL,
-    "drop_path_rate": (lambda v: _number(v) and 0 <= v < 1, "expected a number in [0, 1)"),
-    "ape": (lambda v: v is False, "absolute position embedding is not supported (unused upstream)"),
-    "patch_norm": _BOOL,
-    "img_range": (lambda v: _number(v) and 0 < v <= MAX_IMG_RANGE, f"expected a number in (0, {MAX_IMG_RANGE:g}]"),
-    "upsampler": (lambda v: v == "pixelshuffle", "only 'pixelshuffle' (classic SR) is supported"),
-    "resi_connection": (lambda v: v in ("1conv", "identity"), "expected '1conv' or 'identity'"),
-    "attn_impl": (lambda v: v in ATTN_IMPLS, f"expected one of {ATTN_IMPLS}"),
-    "gradient_checkpointing": _BOOL,
-    "global_residual": _BOOL,
-}
-
-
-def _fail(name: str, value, rule: str):
-    raise ValueError(f"HAT: {name}={reprlib.repr(value)} is invalid: {rule}")
-
-
-def _check_fields(fields: dict) -> None:
-    for name, value in fields.items():
-        ok, rule = CONFIG_RULES[name]
-        if not ok(value):
-            _fail(name, value, rule)
-
-
-def _validate_config(config: dict) -> None:
-    """Raise ValueError naming the first bad field: each field, then how fields combine."""
-    _check_fields(config)
-    dim, heads = config["embed_dim"], config["num_heads"]
-    if len(heads) != len(config["depths"]):
-        _fail("num_heads", heads, "needs one entry per group in depths")
-    if any(dim % h for h in heads):
-        _fail("num_heads", heads, f"each must divide embed_dim={dim}")
-    for name in ("compress_ratio", "squeeze_factor"):
-        if config[name] > dim:
-            _fail(name, config[name], f"must not exceed embed_dim={dim}")
-    if int(config["window_size"] * config["overlap_ratio"]) % 2:
-        _fail("overlap_ratio", config["overlap_ratio"], "int(window_size * overlap_ratio) must be even")
-    check_model_size("HAT", model_bytes(config))
-
-
-def model_bytes(config: dict) -> int:
-    """Bytes a HAT of this (validated) configuration holds once built (float32 parameters, int64
-    index buffers, the mean), counted layer by layer as built (tests/test_model_size.py)."""
-    dim, ws, chans = config["embed_dim"], config["window_size"], config["in_chans"]
-    ows = int(ws * config["overlap_ratio"]) + ws
-    hidden = int(dim * config["mlp_ratio"])
-    conv = 9 * dim * dim + dim if config["resi_connection"] == "1conv" else 0  # each group's, and after the body
-    attention = 4 * dim * dim + dim + (3 * dim if config["qkv_bias"] else 0)  # qkv, proj
-    mlp = 2 * dim * hidden + hidden + dim + 4 * dim  # fc1, fc2, the two LayerNorms
-    cab, se = dim // config["compress_ratio"], dim // config["squeeze_factor"]
-    conv_block = 18 * dim * cab + cab + dim + 2 * dim * se + se + dim  # CAB: 2 convs, squeeze-excitation
-    params = 0
-    for depth, heads in zip(config["depths"], config["num_heads"]):
-        hab = (2 * ws - 1) ** 2 * heads + attention + conv_block + mlp
-        ocab = (ws + ows - 1) ** 2 * heads + attention + mlp
-        params += depth * hab + ocab + conv
-    upscale = config["upscale"]
-    up_convs, up_width = (1, 9 * NUM_FEAT) if upscale == 3 else (int(math.log2(upscale)), 4 * NUM_FEAT)
-    params += (9 * chans * dim + dim + (2 * dim if config["patch_norm"] else 0) + 2 * dim + conv
-               + 9 * dim * NUM_FEAT + NUM_FEAT + up_convs * (9 * NUM_FEAT * up_width + up_width)
-               + 9 * NUM_FEAT * chans + chans)
-    return 4 * (params + chans) + 8 * (ws ** 4 + ws * ws * ows * ows)
-
-
-# --------------------------------------------------------------------------- presets
-
-_OFFICIAL = dict(window_size=16, overlap_ratio=0.5, mlp_ratio=2.0, conv_scale=0.01, img_range=1.0,
-                 upsampler="pixelshuffle", resi_connection="1conv")
-
-#: Named configurations. ``hat-s`` / ``hat`` / ``hat-l`` are upstream's (HAT-S_SRx*, HAT_SRx*,
-#: HAT-L_SRx* option files); ``hat-small`` is sized to train on a CPU; ``hat-tiny`` is the
-#: configuration of the reference vectors, for tests.
-PRESETS: dict[str, dict] = {
-    "hat-s": dict(_OFFICIAL, embed_dim=144, depths=[6] * 6, num_heads=[6] * 6, compress_ratio=24, squeeze_factor=24),
-    "hat": dict(_OFFICIAL, embed_dim=180, depths=[6] * 6, num_heads=[6] * 6, compress_ratio=3, squeeze_factor=30),
-    "hat-l": dict(_OFFICIAL, embed_dim=180, depths=[6] * 12, num_heads=[6] * 12, compress_ratio=3, squeeze_factor=30),
-    "hat-small": dict(_OFFICIAL, window_size=8, embed_dim=48, depths=[3] * 3, num_heads=[4] * 3,
-                      compress_ratio=4, squeeze_factor=12),
-    "hat-tiny": dict(_OFFICIAL, window_size=8, embed_dim=24, depths=[2, 2], num_heads=[2, 2],
-                     compress_ratio=3, squeeze_factor=4),
-}
 
 HAT.presets = PRESETS

@@ -18,16 +18,19 @@ tests/test_perf_paths.py); only the way tokens move and attention is computed ch
 - the gathered relative-position bias is cached while no gradient is needed
   (:class:`BiasCache`).
 
-``benchmarks/hat_speed.py`` measures both paths. Nothing here holds weights; the blocks
-of :mod:`sr_models.hat` call :func:`shifted_window_attention` and
-:func:`overlapping_cross_attention` with themselves.
+``benchmarks/hat_speed.py`` measures both paths. Nothing here holds weights: the blocks
+of :mod:`sr_models.hat` move their tokens with the plan (:meth:`WindowPlan.to_windows`,
+:meth:`WindowPlan.to_image`), project them, and pass the tensors to
+:func:`shifted_window_attention` and :func:`overlapping_cross_attention`.
+:class:`AttentionContext` carries what one forward pass shares down the blocks.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 # Upstream masks disallowed pairs of the shifted windows with -100 (not -inf); exp(-100)
 # is ~4e-44, so keeping the value keeps outputs bit-comparable with upstream.
@@ -174,6 +177,15 @@ class WindowPlan:
         self.kv_index = _overlapping_rows(b, h, w, ws, overlap_win_size).to(device)  # (B*nW*ows²,)
         self.class_masks = class_masks.to(device)
 
+    def to_windows(self, rows: torch.Tensor, shift: int) -> torch.Tensor:
+        """Token rows (B*H*W, C') in image order -> window order (B*nW*ws², C'): roll +
+        window_partition in one gather."""
+        return rows.index_select(0, self.orders[shift][0])
+
+    def to_image(self, rows: torch.Tensor, shift: int) -> torch.Tensor:
+        """The inverse of :meth:`to_windows`: window_reverse + roll back."""
+        return rows.index_select(0, self.orders[shift][1])
+
 
 def _overlapping_rows(b: int, h: int, w: int, window_size: int, overlap_win_size: int) -> torch.Tensor:
     """Token rows of every ows x ows window around each ws x ws window (stride ws), with
@@ -254,38 +266,51 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
-def shifted_window_attention(attn: nn.Module, x: torch.Tensor, rpi: torch.Tensor, plan: WindowPlan,
-                             shift: int) -> torch.Tensor:
-    """A HAB's (shifted) window attention, ``attn`` being its ``WindowAttention``:
-    x (B, H, W, C) -> (B*H*W, C) in image order."""
-    c = x.shape[-1]
-    n, heads = rpi.shape[0], attn.num_heads
-    order, inverse, groups = plan.orders[shift]
-    windows = x.reshape(-1, c).index_select(0, order)  # (B*nW*ws², C): roll + partition
-    qkv = attn.qkv(windows).view(-1, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)  # (3, B*nW, heads, N, d)
-    bias = attn.bias_cache.get(attn.relative_position_bias_table, rpi)  # (heads, N, N)
+def shifted_window_attention(qkv: torch.Tensor, bias: torch.Tensor, plan: WindowPlan, shift: int,
+                             num_heads: int) -> torch.Tensor:
+    """A HAB's (shifted) window attention on projected tokens in window order.
+
+    qkv (B*nW*ws², 3C) in :meth:`WindowPlan.to_windows` order; bias (heads, N, N) with
+    N = ws². Returns (B*nW*ws², C), the heads concatenated, in the same order."""
+    n, c = bias.shape[-1], qkv.shape[-1] // 3
+    qkv = qkv.view(-1, n, 3, num_heads, c // num_heads).permute(2, 0, 3, 1, 4)  # (3, B*nW, heads, N, d)
     outs, start = [], 0
-    for count, cls in groups:  # windows ordered by mask class; class 0 has no mask
+    for count, cls in plan.orders[shift][2]:  # windows ordered by mask class; class 0 has no mask
         mask = bias if cls == 0 else bias + plan.class_masks[cls]
         mask = mask.to(qkv.dtype).unsqueeze(0).expand(count, -1, -1, -1)
         q, k, v = qkv[:, start:start + count]
         outs.append(_sdpa(q, k, v, mask).transpose(1, 2))
         start += count
     out = outs[0] if len(outs) == 1 else torch.cat(outs)  # (B*nW, N, heads, d)
-    return attn.proj(out.reshape(-1, c)).index_select(0, inverse)  # reverse + roll back
+    return out.reshape(-1, c)
 
 
-def overlapping_cross_attention(ocab: nn.Module, x: torch.Tensor, rpi: torch.Tensor,
-                                plan: WindowPlan) -> torch.Tensor:
-    """An OCAB's attention before its projection: x (B, H*W, C), normalised ->
-    (B*H*W, C) in image order."""
-    c = x.shape[-1]
-    ws, ows, heads = ocab.window_size, ocab.overlap_win_size, ocab.num_heads
-    qkv = ocab.qkv(x).view(-1, 3 * c)  # (B*H*W, 3C)
-    order, inverse, _ = plan.orders[0]
-    q = qkv[:, :c].index_select(0, order).view(-1, ws * ws, heads, c // heads).transpose(1, 2)
+def overlapping_cross_attention(qkv: torch.Tensor, bias: torch.Tensor, plan: WindowPlan, window_size: int,
+                                overlap_win_size: int, num_heads: int) -> torch.Tensor:
+    """An OCAB's attention before its projection: qkv (B*H*W, 3C) in image order, bias
+    (heads, ws², ows²) -> (B*H*W, C) in image order."""
+    c = qkv.shape[-1] // 3
+    ws, ows, d = window_size, overlap_win_size, c // num_heads
+    q = plan.to_windows(qkv[:, :c], 0).view(-1, ws * ws, num_heads, d).transpose(1, 2)
     kv = torch.cat([qkv[:, c:], qkv.new_zeros(1, 2 * c)])  # (B*H*W + 1, 2C): last row = padding
-    kv = kv.index_select(0, plan.kv_index).view(-1, ows * ows, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
-    bias = ocab.bias_cache.get(ocab.relative_position_bias_table, rpi).to(q.dtype)  # (heads, ws², ows²)
-    out = _sdpa(q, kv[0], kv[1], bias.expand(q.shape[0], -1, -1, -1))  # (B*nW, heads, ws², d)
-    return out.transpose(1, 2).reshape(-1, c).index_select(0, inverse)
+    kv = kv.index_select(0, plan.kv_index).view(-1, ows * ows, 2, num_heads, d).permute(2, 0, 3, 1, 4)
+    out = _sdpa(q, kv[0], kv[1], bias.to(q.dtype).expand(q.shape[0], -1, -1, -1))  # (B*nW, heads, ws², d)
+    return plan.to_image(out.transpose(1, 2).reshape(-1, c), 0)
+
+
+# --------------------------------------------------------------------------- one forward pass
+
+
+@dataclass(frozen=True)
+class AttentionContext:
+    """What every block of one forward pass shares besides its tokens: the map size, the
+    two relative-position indices (the model's buffers), the path the model attends with
+    (``attn_impl``) and that path's geometry: the gather plan of the fast path ("sdpa"), or
+    the shift mask (nW, ws², ws²) of the reference path ("math"); the other one is None."""
+
+    x_size: tuple[int, int]
+    rpi_sa: torch.Tensor
+    rpi_oca: torch.Tensor
+    attn_impl: str
+    shift_mask: torch.Tensor | None = None
+    plan: WindowPlan | None = None

@@ -41,9 +41,9 @@ if TYPE_CHECKING:  # the card renderer (jinja2, evaluation facts) is imported on
     from .cards import CardInfo
 
 from .constants import (ARCHITECTURE_KEY, BASE_TAGS, CARD_FILE, CARD_INFO_FILE, COMPARISON_IMAGE_FILE, CONFIG_FILE,
-                        LIBRARY_NAME, MAX_CONFIG_BYTES, MAX_MODEL_BYTES, MODEL_SIZE_MARGIN, PIPELINE_TAG,
-                        PROJECT_URL, WEIGHTS_FILE)
+                        LIBRARY_NAME, MAX_CONFIG_BYTES, PIPELINE_TAG, PROJECT_URL, WEIGHTS_FILE)
 from .publish import NETWORK_ERRORS, Timeout, require_login, unreachable, upload_errors
+from .validation import check_model_size  # noqa: F401 - sr_models.hub.check_model_size, where it was defined
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +64,6 @@ class WeightsMismatchError(RuntimeError):
     """Saved weights do not fit the architecture their config.json describes."""
 
 
-def check_model_size(architecture: str, n_bytes: int) -> None:
-    """Refuse, before anything is allocated, a configuration whose model would hold more
-    than MAX_MODEL_BYTES (each architecture counts its bytes from the configuration)."""
-    if n_bytes > MAX_MODEL_BYTES:
-        raise ValueError(f"{architecture}: this configuration describes a model of {n_bytes / 1e9:,.1f} GB "
-                         f"(parameters and buffers), over the limit of {MAX_MODEL_BYTES / 1e9:.1f} GB "
-                         f"({MODEL_SIZE_MARGIN}x HAT-L, the largest published model)")
-
-
 class SRModelMixin(
     nn.Module,
     PyTorchModelHubMixin,
@@ -83,14 +74,24 @@ class SRModelMixin(
 ):
     """Base of every sr_models architecture.
 
-    Subclasses set ``scale`` (int) and ``pad_multiple`` (inputs are padded to it) and take
-    only JSON-able constructor arguments, which the mixin writes to config.json.
-    ``card_info`` (evaluations, training facts, licence) and ``comparison_image`` are
-    what the model card shows; they are saved beside the weights and loaded back.
+    Subclasses take only JSON-able constructor arguments, which the mixin writes to
+    config.json, and state the facts the pipeline reads (declared below; each one tested
+    for every architecture in tests/test_model_facts.py). ``card_info`` (evaluations,
+    training facts, licence) and ``comparison_image`` are what the model card shows; they
+    are saved beside the weights and loaded back.
     """
 
+    #: The upscaling factor.
     scale: int
+    #: Inputs are padded to a multiple of it (HAT: its window).
     pad_multiple: int
+    #: LR pixels of context each output pixel sees on each side; None when unbounded (tiles
+    #: then leave a quarter of their overlap out of the blend).
+    receptive_radius: int | None
+    #: Default LR overlap of neighbouring tiles.
+    tile_overlap: int
+    #: Peak bytes of a float32 forward pass per LR pixel (``tile="auto"`` sizes tiles by it).
+    bytes_per_pixel: int
     #: Named configurations of the architecture, set by each module below its class.
     presets: dict[str, dict] = {}
     #: Whether ``set_gradient_checkpointing`` exists (the tiny ESPCN does not need it).

@@ -47,6 +47,9 @@ OUTPUT_MODES = ("RGB", "RGBA", "L", "LA", "I;16", "F", "CMYK")
 TIFF_MODES = ("F", "CMYK")
 #: The value ranges a float image may have, smallest first (see the module docstring).
 FLOAT_RANGES = (1.0, 255.0, 65535.0)
+#: Modes whose pixels the evaluation protocol defines (colour and luma); the metrics and the
+#: bicubic degradation refuse the others, which the caller converts, so nothing is dropped silently.
+PROTOCOL_MODES = ("RGB", "L")
 _GREY_MODES = ("L", "LA", "I;16", "F")
 _SIXTEEN_BIT = 65535.0
 
@@ -183,6 +186,25 @@ def warn_if_animated(image: Image.Image, name: str = "image") -> int:
     if frames > 1:
         logger.warning("%s is animated (%d frames); only the first frame is used", name, frames)
     return frames
+
+
+def check_protocol_mode(image: Image.Image, name: str = "image") -> None:
+    """Refuse an image the evaluation protocol does not define.
+
+    Args:
+        image: the image to check.
+        name: how the message names it.
+
+    Raises:
+        TypeError: not a PIL image.
+        ValueError: its mode is not one of PROTOCOL_MODES (PIL would, for example, resize a
+            P or 1 image with NEAREST, silently).
+    """
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"{name} must be a PIL image, got {type(image).__name__}")
+    if image.mode not in PROTOCOL_MODES:
+        raise ValueError(f"unsupported PIL image mode {image.mode!r} for {name}; convert it first, "
+                         f"e.g. .convert('RGB') (supported: {', '.join(PROTOCOL_MODES)})")
 
 
 def file_format(mode: str) -> tuple[str, str]:

@@ -4,64 +4,32 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from .architectures import REGISTRY, load_state_dict_file
+from .bundled import (BUNDLED, DEFAULT_MODELS, REAL_PHOTO_MODELS, BundledWeights, bundled_folder,  # noqa: F401
+                      denoisable_names)
 from .constants import CONFIG_FILE
-from .convert_hat import load_official
-from .espcn import ESPCN
-from .hat import HAT
+from .denoise import load_denoised
 from .hub import SRModelMixin, architecture_of, model_file, read_config
+from .state_dicts import STATE_DICT_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
-ARCHITECTURES: dict[str, type[SRModelMixin]] = {"ESPCN": ESPCN, "HAT": HAT}
-
-
-@dataclass(frozen=True)
-class BundledWeights:
-    """Weights shipped with the project (trained here on faces, x4)."""
-
-    folder: str  #: folder under weights/
-    env_var: str  #: environment variable whose repo id or folder replaces them
-    architecture: str  #: the class they hold; an override must hold the same
-    #: the LR they were trained for: None, the protocol's bicubic downscale ("clean
-    #: downscale"); else the realistic degradation preset (sr_models.degradations) that
-    #: their benchmark uses ("real photo")
-    degradation: str | None = None
-
-
-BUNDLED: dict[str, BundledWeights] = {
-    "espcn-faces": BundledWeights("espcn-faces-x4", "SR_ESPCN_MODEL", "ESPCN"),
-    "hat-faces": BundledWeights("hat-small-faces-x4", "SR_HAT_MODEL", "HAT"),
-    "espcn-real": BundledWeights("espcn-real-x4", "SR_ESPCN_REAL_MODEL", "ESPCN", "moderate"),
-    "hat-real": BundledWeights("hat-small-real-x4", "SR_HAT_REAL_MODEL", "HAT", "moderate"),
-}
-#: The models every default list compares (CLI evaluate, the app, benchmarks), in order:
-#: the study's, trained on the protocol's bicubic LR.
-DEFAULT_MODELS = ["espcn-faces", "hat-faces"]
-#: The same architectures trained on realistic degradations, for real photos (the app's
-#: "real photo" choice; docs/degradations.md).
-REAL_PHOTO_MODELS = ["espcn-real", "hat-real"]
-# A wheel carries weights/ inside the package; a source checkout has it at the root.
-_WEIGHTS_DIRS = [Path(__file__).parent / "weights", Path(__file__).resolve().parent.parent / "weights"]
-#: Single files that hold official HAT weights (BasicSR .pth, or converted .safetensors).
-OFFICIAL_SUFFIXES = (".pth", ".pt", ".safetensors")
+# The bundled names (BUNDLED, DEFAULT_MODELS, ...) live in sr_models.bundled, without torch, so
+# that the command line's help lists them at once; they are imported from here as before.
+#: Architecture name -> class; the registry itself (detection, converters) is sr_models.architectures.
+ARCHITECTURES: dict[str, type[SRModelMixin]] = {name: arch.cls for name, arch in REGISTRY.items()}
+#: sr_models.state_dicts.STATE_DICT_SUFFIXES by its earlier name.
+OFFICIAL_SUFFIXES = STATE_DICT_SUFFIXES
 
 
 def preset_names() -> list[str]:
+    """Every preset of every architecture, sorted."""
     return sorted(name for cls in ARCHITECTURES.values() for name in cls.presets)
-
-
-def bundled_folder(name: str) -> Path:
-    folder_name = BUNDLED[name].folder
-    for root in _WEIGHTS_DIRS:
-        if (root / folder_name / CONFIG_FILE).is_file():
-            return root / folder_name
-    raise FileNotFoundError(f"bundled weights {name!r} ({folder_name}) are missing from {[str(d) for d in _WEIGHTS_DIRS]}")
 
 
 def load_bundled(name: str) -> tuple[SRModelMixin, str]:
@@ -97,25 +65,56 @@ def load_bundled(name: str) -> tuple[SRModelMixin, str]:
     return model, source
 
 
-def load_model(name_or_path: str | os.PathLike, *, scale: int | None = None, revision: str | None = None,
-               random_weights: bool = False, **kwargs) -> SRModelMixin:
-    """A model from bundled weights, a ``save_pretrained`` folder, a Hub repo id, an
-    official HAT checkpoint file, or (only with ``random_weights=True``) a preset name.
+def load_model(name_or_path: str | os.PathLike, *, denoise: float | None = None, scale: int | None = None,
+               revision: str | None = None, random_weights: bool = False, **kwargs) -> SRModelMixin:
+    """A model from bundled weights, a ``save_pretrained`` folder, a Hub repo id, a single
+    weights file, or (only with ``random_weights=True``) a preset name.
 
     - bundled weights (``"espcn-faces"``, ``"hat-faces"``; for real photos ``"espcn-real"``,
       ``"hat-real"``): trained x4 models shipped in ``weights/`` (a repo id in the
       model's environment variable, e.g. ``SR_HAT_MODEL``, overrides them);
     - folder / repo id (``"user/name"``, optionally at ``revision``): pretrained weights,
       loaded strictly; offline from the local cache when ``HF_HUB_OFFLINE=1``;
-    - ``.pth`` / ``.safetensors`` file: an official HAT checkpoint, converted;
+    - ``.pth`` / ``.safetensors`` file: an official HAT checkpoint, or bare weights of any
+      architecture whose configuration its shapes tell (an ESPCN ``state_dict()``): the
+      architecture is detected from the keys (:mod:`sr_models.architectures`), the
+      configuration inferred from the shapes;
     - preset (``"hat-s"``, ``"espcn"``, …): a fresh model with random (untrained) weights
       at ``scale`` (default 4), for training or tests; refused unless
       ``random_weights=True``, so that an untrained model never upscales by mistake.
 
-    ``kwargs`` override config fields. Pretrained models are returned in eval mode, with
-    ``model.pretrained`` True.
+    With ``denoise`` set, ``name_or_path`` must be bundled real-photo weights (``"espcn-real"``,
+    ``"hat-real"``): the model is then their blend with the clean weights they were
+    fine-tuned from (:mod:`sr_models.denoise`): 1 = the real-photo model as shipped, 0 = the
+    clean model.
+
+    Args:
+        name_or_path: one of the above.
+        denoise: the denoise strength in [0, 1], for real-photo bundled weights only.
+        scale: the upscaling factor a preset is built at, or that loaded weights must have.
+        revision: the Hub revision of a repo id.
+        random_weights: allow a preset name (untrained weights).
+        kwargs: config fields to override.
+
+    Returns:
+        The model; pretrained ones in eval mode, with ``model.pretrained`` True.
     """
     name = str(name_or_path)
+    if denoise is not None:
+        if name not in denoisable_names():
+            raise ValueError(f"denoise={denoise!r} applies to bundled real-photo weights only "
+                             f"({', '.join(denoisable_names())}), not to {name!r}")
+        model = load_denoised(name, denoise)
+    else:
+        model = _load_named(name, revision, random_weights, scale, kwargs)
+    if scale is not None and model.scale != scale:
+        raise ValueError(f"{name} is a x{model.scale} model, but scale={scale} was asked for")
+    return model
+
+
+def _load_named(name: str, revision: str | None, random_weights: bool, scale: int | None,
+                kwargs: dict) -> SRModelMixin:
+    """A preset (only with ``random_weights``) or trained weights (see :func:`load_model`)."""
     for cls in ARCHITECTURES.values():
         if name in cls.presets:
             if not random_weights:
@@ -124,10 +123,7 @@ def load_model(name_or_path: str | os.PathLike, *, scale: int | None = None, rev
                     f"(CLI: --random-weights) to use it, or load trained weights: {', '.join(DEFAULT_MODELS)}, "
                     "a folder, a repo id")
             return cls.from_preset(name, upscale=scale or 4, **kwargs)
-    model = _load_pretrained(name, revision, kwargs)
-    if scale is not None and model.scale != scale:
-        raise ValueError(f"{name} is a x{model.scale} model, but scale={scale} was asked for")
-    return model
+    return _load_pretrained(name, revision, kwargs)
 
 
 def _load_pretrained(name: str, revision: str | None, kwargs: dict) -> SRModelMixin:
@@ -136,12 +132,12 @@ def _load_pretrained(name: str, revision: str | None, kwargs: dict) -> SRModelMi
     if name in BUNDLED:
         return load_bundled(name)[0]
     if path.is_file():
-        if path.suffix not in OFFICIAL_SUFFIXES:
-            raise ValueError(f"{path} is a file but not a checkpoint ({', '.join(OFFICIAL_SUFFIXES)})")
-        return load_official(path, **kwargs)
+        if path.suffix not in STATE_DICT_SUFFIXES:
+            raise ValueError(f"{path} is a file but not a checkpoint ({', '.join(STATE_DICT_SUFFIXES)})")
+        return load_state_dict_file(path, **kwargs)
     if path.is_dir():
         return _from_pretrained(model_file(name, CONFIG_FILE, {}, required=True), name, revision, kwargs)
-    if not _is_repo_id(name) or path.suffix in OFFICIAL_SUFFIXES:
+    if not _is_repo_id(name) or path.suffix in STATE_DICT_SUFFIXES:
         # A path that does not exist is said so first (not "an invalid repo id").
         why = (f"there is no file or folder {name!r} (from {Path.cwd()}), and it is neither"
                if os.sep in name or name.startswith((".", "~")) else f"{name!r} is neither")
@@ -164,6 +160,6 @@ def _is_repo_id(name: str) -> bool:
 
 def _from_pretrained(config_file: Path, name: str, revision: str | None, kwargs: dict) -> SRModelMixin:
     arch = architecture_of(read_config(config_file), config_file)
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"{config_file}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[arch].from_pretrained(name, revision=revision, **kwargs)
+    if arch not in REGISTRY:
+        raise ValueError(f"{config_file}: unknown architecture {arch!r}; known: {sorted(REGISTRY)}")
+    return REGISTRY[arch].cls.from_pretrained(name, revision=revision, **kwargs)

@@ -1,101 +1,81 @@
-"""Super-resolution metrics: the one implementation of the evaluation protocol.
+"""Super-resolution metrics: the one implementation of the protocol's scores.
 
-Protocol (docs/protocol.md), which is the convention of the
-SR literature behind published tables (EDSR, SwinIR, HAT, BasicSR's
-``calculate_psnr``/``calculate_ssim`` with ``test_y_channel=True``; e.g. bicubic x4
-on Set5 = 28.42 dB / 0.8104):
+The rules are written once, in docs/protocol.md (the convention of the SR literature behind
+published tables: EDSR, SwinIR, HAT, BasicSR's ``calculate_psnr`` / ``calculate_ssim`` with
+``test_y_channel=True``). In short: both images rounded to uint8 (a float tensor in [0, 1]
+is clamped, scaled by 255 and rounded, as a saved PNG would be); RGB reduced to ITU-R BT.601
+luma in float64, not re-rounded; ``crop_border`` pixels (the scale) cut on every side; a
+data range of 255. SSIM is Wang et al. (2004) with an 11x11 Gaussian window (sigma 1.5) on
+the "valid" region, population statistics; MS-SSIM is Wang, Simoncelli and Bovik (2003) on
+the same window over five scales, as pytorch-msssim and ``tf.image.ssim_multiscale`` compute
+it (an odd side repeats its last row or column before the 2x2 average, as TensorFlow does).
 
-1. Both images are rounded to uint8 first. Float inputs in [0, 1] are clamped,
-   multiplied by 255 and rounded, exactly as an image saved to PNG would be, so a
-   number measured during training equals the one measured on the saved files.
-2. RGB images are reduced to the luma channel of ITU-R BT.601,
-   ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` with R, G, B = uint8 / 255, i.e. Y in
-   [16, 235] on the 0..255 scale. Y is computed in float64 and *not* re-rounded
-   (the BasicSR convention; MATLAB's ``rgb2ycbcr`` on uint8 would round it).
-   Single-channel inputs are taken as luma already.
-3. ``crop_border`` pixels (the scale, by convention) are removed on every side.
-4. PSNR uses a data range of 255; identical images give ``inf``.
-5. SSIM is Wang et al. (2004) as implemented for SR papers: 11x11 Gaussian window
-   with sigma 1.5, evaluated on the "valid" region only (no padding, so the map is
-   10 pixels smaller in each dimension), C1 = (0.01*255)^2, C2 = (0.03*255)^2,
-   population (not sample) statistics, and the score is the mean of the map.
-6. Over a data set, report the mean of the per-image values.
-
-With ``y_channel=False`` on RGB inputs PSNR uses the MSE over all pixels and
-channels, and SSIM is computed per channel and averaged.
-
-There is deliberately one implementation: the batched float64 torch functions
-(``psnr_batch``/``ssim_batch``, usable on the GPU during validation) and the scalar
-functions (``psnr``/``ssim``, for PIL images, uint8 arrays and tensors) share the same
-private core, so they cannot drift apart.
-
-The degradation (``degrade``) and the bicubic baseline (``bicubic_upscale``) use PIL's
-antialiased ``Image.BICUBIC``, which is within 0.01 dB of MATLAB's ``imresize`` for
-this purpose. ``bicubic_upscale`` is the project's one bicubic upscaler: it takes every
-PIL mode that ``upscale()`` takes and returns the mode ``upscale()`` returns. Known answers on ``skimage.data.astronaut()`` (see
-tests/test_metrics.py): bicubic PSNR-Y 31.71 / 28.68 / 26.84 dB at x2 / x3 / x4.
+Each metric has one core, shared by the scalar functions (``psnr``, ``ssim``, ``ms_ssim``: PIL
+images, uint8 arrays, tensors) and the batched ones (``*_batch``: float tensors on any device,
+computed in float64, float32 on MPS), so they cannot drift apart. The cores hold the compared planes in
+float64 and work on strips of at most STRIP_PIXELS, so that memory stays bounded for any
+image size (SSIM of a 12 MP image at once needed 6.5 GB). An image too small for a metric
+raises :class:`ImageTooSmall`. Which metrics the project reports, with their names and
+formats, is :mod:`sr_models.metric_registry`; this module only scores. How the pairs are
+made (``degrade``, ``bicubic_upscale``, ``crop_to_multiple``) is :mod:`sr_models.protocol`.
 """
 
 from __future__ import annotations
 
-import logging
-import numbers
-from typing import Union
+from collections.abc import Callable
+from typing import NamedTuple, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from .image_io import float_range, normalise_mode
-
-logger = logging.getLogger(__name__)
+from .image_io import check_protocol_mode
+from .validation import require_int
 
 __all__ = [
     "SSIM_WINDOW_SIZE",
     "SSIM_SIGMA",
+    "MS_SSIM_WEIGHTS",
+    "MS_SSIM_MIN_SIDE",
+    "ImageTooSmall",
     "rgb_to_y",
     "to_uint8_array",
+    "to_uint8_batch",
     "psnr",
     "ssim",
+    "ms_ssim",
     "psnr_batch",
     "ssim_batch",
-    "crop_to_multiple",
-    "degrade",
-    "bicubic_upscale",
+    "ms_ssim_batch",
 ]
 
 SSIM_WINDOW_SIZE = 11
 SSIM_SIGMA = 1.5
+#: The exponents of MS-SSIM's five scales, finest first (Wang, Simoncelli, Bovik, "Multi-scale
+#: structural similarity for image quality assessment", Asilomar 2003, Table 1).
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+#: The smallest side, after the border crop, MS-SSIM is defined for: the 11x11 window must fit
+#: the fifth scale, halved four times (161 -> 81 -> 41 -> 21 -> 11; pytorch-msssim's bound).
+MS_SSIM_MIN_SIDE = (SSIM_WINDOW_SIZE - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1
+#: Values (images x channels x pixels) filtered at once. SSIM holds ~250 bytes per value
+#: (five float64 moments, twice filtered, and the maps): ~0.25 GB per strip.
+STRIP_PIXELS = 2**20
 _DATA_RANGE = 255.0
 _C1 = (0.01 * _DATA_RANGE) ** 2
 _C2 = (0.03 * _DATA_RANGE) ** 2
 # ITU-R BT.601 luma weights for R, G, B in [0, 1], giving Y on the 0..255 scale.
 _Y_OFFSET = 16.0
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
-# PIL modes whose pixels the protocol defines; others (P, RGBA, I;16, ...) must be
-# converted explicitly by the caller so that nothing is dropped silently.
-_PIL_MODES = ("RGB", "L")
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
 
-# --------------------------------------------------------------------------- helpers
+class ImageTooSmall(ValueError):
+    """An image pair too small for a metric once its border is cropped."""
 
 
-def _check_int(value, name: str, lowest: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < lowest:
-        raise ValueError(f"{name} must be >= {lowest}, got {value}")
-    return int(value)
-
-
-def _check_crop_border(crop_border) -> int:
-    return _check_int(crop_border, "crop_border", 0)
-
-
-def _check_scale(scale) -> int:
-    return _check_int(scale, "scale", 1)
+# --------------------------------------------------------------------------- inputs
 
 
 def _compute_dtype(device: torch.device) -> torch.dtype:
@@ -110,20 +90,20 @@ def _quantize(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _pil_to_array(img: Image.Image) -> np.ndarray:
-    if img.mode not in _PIL_MODES:
-        raise ValueError(
-            f"unsupported PIL image mode {img.mode!r}; convert it first, "
-            f"e.g. img.convert('RGB') (supported: {', '.join(_PIL_MODES)})"
-        )
+    check_protocol_mode(img)
     return np.asarray(img, dtype=np.uint8)
 
 
 def to_uint8_array(img: ImageLike) -> np.ndarray:
-    """Return ``img`` as a uint8 array of shape (H, W, 3) or (H, W), per the protocol.
+    """An image as the protocol reads it: its uint8 values.
 
-    Accepts a PIL image (mode RGB or L), a uint8 array (H, W, 3), (H, W, 1) or (H, W),
-    or a float torch tensor in [0, 1] of shape (3, H, W), (1, 3, H, W), (1, H, W) or
-    (1, 1, H, W). Float tensors are clamped to [0, 1], scaled by 255 and rounded.
+    Args:
+        img: a PIL image (mode RGB or L), a uint8 array (H, W, 3), (H, W, 1) or (H, W), or a
+            float torch tensor in [0, 1] of shape (3, H, W), (1, 3, H, W), (1, H, W) or
+            (1, 1, H, W); float tensors are clamped to [0, 1], scaled by 255 and rounded.
+
+    Returns:
+        A uint8 array (H, W, 3) or (H, W).
     """
     if isinstance(img, Image.Image):
         arr = _pil_to_array(img)
@@ -163,22 +143,32 @@ def to_uint8_array(img: ImageLike) -> np.ndarray:
     return arr
 
 
-def _values_from_uint8(arr: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W[, 3]) array -> float64 tensor (1, C, H, W) holding 0..255."""
-    # astype copies into a fresh writable array (PIL's np.asarray is read-only).
-    t = torch.from_numpy(arr.astype(np.float64))
-    if t.ndim == 2:
-        t = t.unsqueeze(-1)
-    return t.permute(2, 0, 1).unsqueeze(0)
+def to_uint8_batch(img: ImageLike) -> torch.Tensor:
+    """One image as a batch of one that the ``*_batch`` functions take.
+
+    Args:
+        img: anything :func:`to_uint8_array` takes.
+
+    Returns:
+        A uint8 tensor (1, C, H, W), C 1 or 3, on the CPU: what a pair is converted to once
+        when several metrics score it.
+    """
+    arr = to_uint8_array(img)
+    # a copy: PIL's np.asarray is read-only, which torch does not take
+    t = torch.from_numpy(np.array(arr))
+    return (t.unsqueeze(-1) if t.ndim == 2 else t).permute(2, 0, 1).unsqueeze(0)
 
 
 def rgb_to_y(img: Union[torch.Tensor, np.ndarray]) -> Union[torch.Tensor, np.ndarray]:
     """ITU-R BT.601 luma, ``Y = 16 + 65.481 R + 128.553 G + 24.966 B``, R, G, B in [0, 1].
 
-    ``img`` is either a torch tensor (..., 3, H, W) or a numpy array (..., H, W, 3)
-    with values in [0, 1] (a uint8 array is divided by 255 first). Returns Y on the
-    0..255 scale ([16, 235] for inputs in range), without channel dimension, in
-    float64 for numpy and uint8 inputs, else in the tensor's float dtype.
+    Args:
+        img: a torch tensor (..., 3, H, W) or a numpy array (..., H, W, 3) with values in
+            [0, 1] (a uint8 array or tensor is divided by 255 first).
+
+    Returns:
+        Y on the 0..255 scale ([16, 235] for inputs in range), without the channel
+        dimension; float64 for numpy and uint8 inputs, else in the tensor's float dtype.
     """
     wr, wg, wb = _Y_WEIGHTS
     if isinstance(img, torch.Tensor):
@@ -193,33 +183,7 @@ def rgb_to_y(img: Union[torch.Tensor, np.ndarray]) -> Union[torch.Tensor, np.nda
     return _Y_OFFSET + wr * x[..., 0] + wg * x[..., 1] + wb * x[..., 2]
 
 
-# --------------------------------------------------------------- the one implementation
-
-
-def _prepare(a: torch.Tensor, b: torch.Tensor, crop_border: int, y_channel: bool, min_size: int, what: str):
-    """uint8-valued float tensors (B, C, H, W) -> channels to compare, cropped."""
-    if a.shape != b.shape:
-        raise ValueError(
-            f"sr and hr must have the same size: sr is {_describe(a.shape)}, hr is {_describe(b.shape)}"
-        )
-    _, c, h, w = a.shape
-    if c not in (1, 3):
-        raise ValueError(f"images must have 1 or 3 channels, got {c}")
-    hc, wc = h - 2 * crop_border, w - 2 * crop_border
-    if hc < min_size or wc < min_size:
-        need = f"the {min_size}x{min_size} Gaussian window needs" if min_size > 1 else "it needs"
-        raise ValueError(
-            f"image of {h}x{w} (HxW) is too small for {what} with crop_border={crop_border}: "
-            f"{max(hc, 0)}x{max(wc, 0)} remain after cropping, {need} at least {min_size}x{min_size}"
-        )
-    if y_channel and c == 3:
-        # Y from the uint8 values / 255, in float64; keep a channel dim of 1.
-        a = rgb_to_y(a / _DATA_RANGE).unsqueeze(1)
-        b = rgb_to_y(b / _DATA_RANGE).unsqueeze(1)
-    if crop_border:
-        a = a[..., crop_border : h - crop_border, crop_border : w - crop_border]
-        b = b[..., crop_border : h - crop_border, crop_border : w - crop_border]
-    return a, b
+# --------------------------------------------------------------------------- the cores
 
 
 def _describe(shape) -> str:
@@ -227,8 +191,50 @@ def _describe(shape) -> str:
     return f"{h}x{w}x{c} (HxWxC)"
 
 
-def _psnr_core(a: torch.Tensor, b: torch.Tensor, crop_border: int, y_channel: bool) -> torch.Tensor:
-    a, b = _prepare(a, b, crop_border, y_channel, 1, "PSNR")
+class _Measure(NamedTuple):
+    """A metric's core (planes -> per-image values), the smallest side it needs after the
+    border crop, its name and what needs that side, for the message."""
+
+    core: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    min_side: int
+    name: str
+    need: str
+
+
+def _check_sizes(a: torch.Tensor, b: torch.Tensor, crop_border: int, measure: _Measure) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"sr and hr must have the same size: sr is {_describe(a.shape)}, hr is {_describe(b.shape)}")
+    _, c, h, w = a.shape
+    if c not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels, got {c}")
+    hc, wc = h - 2 * crop_border, w - 2 * crop_border
+    if min(hc, wc) < measure.min_side:
+        side = measure.min_side
+        raise ImageTooSmall(
+            f"image of {h}x{w} (HxW) is too small for {measure.name} with crop_border={crop_border}: "
+            f"{max(hc, 0)}x{max(wc, 0)} remain after cropping, {measure.need} at least {side}x{side}")
+
+
+def _planes(x: torch.Tensor, crop_border: int, y_channel: bool, dtype: torch.dtype) -> torch.Tensor:
+    """(B, C, H, W) uint8 levels or floats in [0, 1] -> what is compared: uint8 levels in
+    ``dtype``, reduced to Y if asked, the border cut; made strip by strip, so that only the
+    result is held at ``dtype``."""
+    h, w = x.shape[-2:]
+    x = x[..., crop_border : h - crop_border, crop_border : w - crop_border]
+    rows = max(1, STRIP_PIXELS // (x.shape[0] * x.shape[1] * x.shape[-1]))
+    return torch.cat([_levels(x[..., top : top + rows, :], y_channel, dtype) for top in range(0, x.shape[-2], rows)],
+                     dim=-2)
+
+
+def _levels(x: torch.Tensor, y_channel: bool, dtype: torch.dtype) -> torch.Tensor:
+    values = x.to(dtype) if x.dtype == torch.uint8 else _quantize(x, dtype)
+    if y_channel and values.shape[1] == 3:
+        # Y from the uint8 values / 255, not re-rounded; a channel dim of 1 kept.
+        return rgb_to_y(values / _DATA_RANGE).unsqueeze(1)
+    return values
+
+
+def _psnr_core(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     mse = (a - b).pow(2).mean(dim=(1, 2, 3))
     # mse == 0 (identical images) gives 255^2 / 0 = inf, and log10(inf) = inf: the
     # conventional answer, so no special case is needed.
@@ -243,22 +249,73 @@ def _gaussian_1d(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return g / g.sum()
 
 
-def _ssim_core(a: torch.Tensor, b: torch.Tensor, crop_border: int, y_channel: bool) -> torch.Tensor:
-    a, b = _prepare(a, b, crop_border, y_channel, SSIM_WINDOW_SIZE, "SSIM")
+def _ssim_maps(a: torch.Tensor, b: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The SSIM map and its contrast-structure part (cs) over the valid region of (N, C, h, w) planes."""
     n, c, h, w = a.shape
-    g = _gaussian_1d(a.dtype, a.device)
-    # Filter the five moments of every channel in one go: (N*C*5, 1, H, W).
+    # Filter the five moments of every channel in one go: (N*C*5, 1, h, w).
     stack = torch.stack([a, b, a * a, b * b, a * b], dim=2).reshape(n * c * 5, 1, h, w)
     # Separable Gaussian, no padding -> the "valid" region of the 2D 11x11 window.
-    out = torch.nn.functional.conv2d(stack, g.view(1, 1, -1, 1))
-    out = torch.nn.functional.conv2d(out, g.view(1, 1, 1, -1))
-    out = out.reshape(n, c, 5, h - SSIM_WINDOW_SIZE + 1, w - SSIM_WINDOW_SIZE + 1)
-    mu_a, mu_b, e_aa, e_bb, e_ab = out.unbind(dim=2)
+    out = F.conv2d(F.conv2d(stack, g.view(1, 1, -1, 1)), g.view(1, 1, 1, -1))
+    mu_a, mu_b, e_aa, e_bb, e_ab = out.reshape(n, c, 5, *out.shape[-2:]).unbind(dim=2)
     mu_aa, mu_bb, mu_ab = mu_a * mu_a, mu_b * mu_b, mu_a * mu_b
-    var_a, var_b, cov_ab = e_aa - mu_aa, e_bb - mu_bb, e_ab - mu_ab
-    ssim_map = ((2 * mu_ab + _C1) * (2 * cov_ab + _C2)) / ((mu_aa + mu_bb + _C1) * (var_a + var_b + _C2))
+    cs = (2 * (e_ab - mu_ab) + _C2) / ((e_aa - mu_aa) + (e_bb - mu_bb) + _C2)
+    return (2 * mu_ab + _C1) / (mu_aa + mu_bb + _C1) * cs, cs
+
+
+def _ssim_means(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Means of the SSIM map and of cs per image and channel, (N, C) each, over strips of
+    map rows; each strip reads the window's extra rows, so every map position is computed once."""
+    n, c, h, w = a.shape
+    map_h, map_w = h - SSIM_WINDOW_SIZE + 1, w - SSIM_WINDOW_SIZE + 1
+    rows = max(1, STRIP_PIXELS // (n * c * w))
+    g = _gaussian_1d(a.dtype, a.device)
+    ssim_sum = cs_sum = 0.0
+    for top in range(0, map_h, rows):
+        window = slice(top, min(top + rows, map_h) + SSIM_WINDOW_SIZE - 1)
+        ssim_map, cs_map = _ssim_maps(a[..., window, :], b[..., window, :], g)
+        ssim_sum = ssim_sum + ssim_map.sum(dim=(-2, -1))
+        cs_sum = cs_sum + cs_map.sum(dim=(-2, -1))
+    return ssim_sum / (map_h * map_w), cs_sum / (map_h * map_w)
+
+
+def _ssim_core(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     # Mean of the map per channel, then over channels (only >1 for y_channel=False).
-    return ssim_map.mean(dim=(2, 3)).mean(dim=1)
+    return _ssim_means(a, b)[0].mean(dim=1)
+
+
+def _halve(x: torch.Tensor) -> torch.Tensor:
+    """2x2 average pooling; an odd side first repeats its last row or column
+    (tf.image.ssim_multiscale's symmetric padding; pytorch-msssim pads zeros on both sides)."""
+    pad = (0, x.shape[-1] % 2, 0, x.shape[-2] % 2)
+    return F.avg_pool2d(F.pad(x, pad, mode="replicate") if any(pad) else x, 2)
+
+
+def _ms_ssim_core(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=a.dtype, device=a.device)
+    factors = []
+    for level in range(len(MS_SSIM_WEIGHTS)):
+        ssim_mean, cs_mean = _ssim_means(a, b)
+        if level < len(MS_SSIM_WEIGHTS) - 1:
+            factors.append(cs_mean.clamp(min=0))  # cs at the finer scales, as both references
+            a, b = _halve(a), _halve(b)
+    factors.append(ssim_mean.clamp(min=0))  # the whole SSIM at the coarsest scale
+    per_channel = torch.prod(torch.stack(factors) ** weights.view(-1, 1, 1), dim=0)
+    return per_channel.mean(dim=1)
+
+
+_PSNR = _Measure(_psnr_core, 1, "PSNR", "it needs")
+_SSIM = _Measure(_ssim_core, SSIM_WINDOW_SIZE, "SSIM",
+                 f"the {SSIM_WINDOW_SIZE}x{SSIM_WINDOW_SIZE} Gaussian window needs")
+_MS_SSIM = _Measure(_ms_ssim_core, MS_SSIM_MIN_SIDE, "MS-SSIM",
+                    f"its {len(MS_SSIM_WEIGHTS)} scales (the {SSIM_WINDOW_SIZE}x{SSIM_WINDOW_SIZE} window on the "
+                    f"image halved {len(MS_SSIM_WEIGHTS) - 1} times) need")
+
+
+def _score(measure: _Measure, a: torch.Tensor, b: torch.Tensor, crop_border, y_channel: bool,
+           dtype: torch.dtype) -> torch.Tensor:
+    crop_border = require_int(crop_border, "crop_border", 0)
+    _check_sizes(a, b, crop_border, measure)
+    return measure.core(_planes(a, crop_border, y_channel, dtype), _planes(b, crop_border, y_channel, dtype))
 
 
 # ----------------------------------------------------------------------- public API
@@ -266,126 +323,119 @@ def _ssim_core(a: torch.Tensor, b: torch.Tensor, crop_border: int, y_channel: bo
 
 def _check_batch(sr: torch.Tensor, hr: torch.Tensor) -> None:
     for name, t in (("sr", sr), ("hr", hr)):
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise TypeError(f"{name} must be a float torch tensor in [0, 1]")
+        if not isinstance(t, torch.Tensor) or not (t.is_floating_point() or t.dtype == torch.uint8):
+            raise TypeError(f"{name} must be a float torch tensor in [0, 1] (or uint8 levels)")
         if t.ndim != 4:
             raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(t.shape)}")
     if sr.device != hr.device:
         raise ValueError(f"sr and hr are on different devices: {sr.device} and {hr.device}")
 
 
-def _batched(core, sr: torch.Tensor, hr: torch.Tensor, crop_border: int, y_channel: bool) -> torch.Tensor:
-    """Check a pair of batches, round both to uint8 levels, and apply a metric core."""
-    crop_border = _check_crop_border(crop_border)
+def _batched(measure: _Measure, sr: torch.Tensor, hr: torch.Tensor, crop_border, y_channel: bool) -> torch.Tensor:
     _check_batch(sr, hr)
-    dtype = _compute_dtype(sr.device)
-    return core(_quantize(sr, dtype), _quantize(hr, dtype), crop_border, y_channel)
+    return _score(measure, sr, hr, crop_border, y_channel, _compute_dtype(sr.device))
+
+
+def _single(measure: _Measure, sr: ImageLike, hr: ImageLike, crop_border, y_channel: bool) -> float:
+    return float(_score(measure, to_uint8_batch(sr), to_uint8_batch(hr), crop_border, y_channel, torch.float64)[0])
 
 
 @torch.no_grad()
 def psnr_batch(sr: torch.Tensor, hr: torch.Tensor, crop_border: int, y_channel: bool = True) -> torch.Tensor:
-    """Per-image PSNR (dB) of float batches (B, 3, H, W) in [0, 1]; returns shape (B,).
+    """Per-image PSNR of float batches, rounded to uint8 as :func:`psnr` rounds them.
 
-    Applies the same uint8 rounding as :func:`psnr`, and computes in float64 on the
-    inputs' device (float32 on MPS).
+    Args:
+        sr: the outputs, (B, C, H, W) floats in [0, 1], C 1 or 3 (or uint8 levels, as
+            :func:`to_uint8_batch` gives them).
+        hr: the references, the same shape, on the same device.
+        crop_border: pixels cut from every side (the scale, by the protocol).
+        y_channel: compare the BT.601 luma of RGB images (the protocol); False: the MSE over
+            every channel.
+
+    Returns:
+        PSNR in dB, shape (B,), float64 on the inputs' device (float32 on MPS); ``inf`` for
+        an identical pair.
     """
-    return _batched(_psnr_core, sr, hr, crop_border, y_channel)
+    return _batched(_PSNR, sr, hr, crop_border, y_channel)
 
 
 @torch.no_grad()
 def ssim_batch(sr: torch.Tensor, hr: torch.Tensor, crop_border: int, y_channel: bool = True) -> torch.Tensor:
-    """Per-image SSIM of float batches (B, 3, H, W) in [0, 1]; returns shape (B,).
+    """Per-image SSIM of float batches; arguments as :func:`psnr_batch` (``y_channel=False``:
+    SSIM per channel, averaged).
 
-    Applies the same uint8 rounding as :func:`ssim`, and computes in float64 on the
-    inputs' device (float32 on MPS).
+    Returns:
+        Shape (B,), float64 on the inputs' device (float32 on MPS).
+
+    Raises:
+        ImageTooSmall: fewer than 11 pixels a side remain after the crop.
     """
-    return _batched(_ssim_core, sr, hr, crop_border, y_channel)
+    return _batched(_SSIM, sr, hr, crop_border, y_channel)
 
 
-def _pair(sr: ImageLike, hr: ImageLike):
-    return _values_from_uint8(to_uint8_array(sr)), _values_from_uint8(to_uint8_array(hr))
+@torch.no_grad()
+def ms_ssim_batch(sr: torch.Tensor, hr: torch.Tensor, crop_border: int, y_channel: bool = True) -> torch.Tensor:
+    """Per-image MS-SSIM of float batches; arguments as :func:`psnr_batch` (``y_channel=False``:
+    MS-SSIM per channel, averaged).
+
+    Returns:
+        Shape (B,), float64 on the inputs' device (float32 on MPS).
+
+    Raises:
+        ImageTooSmall: fewer than MS_SSIM_MIN_SIDE (161) pixels a side remain after the crop.
+    """
+    return _batched(_MS_SSIM, sr, hr, crop_border, y_channel)
 
 
 def psnr(sr: ImageLike, hr: ImageLike, crop_border: int, y_channel: bool = True) -> float:
-    """PSNR in dB of one image pair, per the protocol (module docstring).
+    """PSNR in dB of one image pair, per the protocol.
 
-    ``sr``/``hr``: PIL images (RGB or L), uint8 arrays (H, W, 3) or (H, W), or float
-    torch tensors (3, H, W) or (1, 3, H, W) in [0, 1]; they may be of different types.
-    Returns ``inf`` for identical images.
+    Args:
+        sr: the output: a PIL image (RGB or L), a uint8 array (H, W, 3) or (H, W), or a
+            float tensor (3, H, W) or (1, 3, H, W) in [0, 1].
+        hr: the reference, in any of these types, the same size.
+        crop_border: pixels cut from every side (the scale, by the protocol).
+        y_channel: compare the BT.601 luma of RGB images (the protocol); False: the MSE over
+            every channel.
+
+    Returns:
+        The PSNR; ``inf`` for identical images.
     """
-    crop_border = _check_crop_border(crop_border)
-    return float(_psnr_core(*_pair(sr, hr), crop_border, y_channel)[0])
+    return _single(_PSNR, sr, hr, crop_border, y_channel)
 
 
 def ssim(sr: ImageLike, hr: ImageLike, crop_border: int, y_channel: bool = True) -> float:
-    """SSIM of one image pair, per the protocol (module docstring); inputs as for :func:`psnr`."""
-    crop_border = _check_crop_border(crop_border)
-    return float(_ssim_core(*_pair(sr, hr), crop_border, y_channel)[0])
+    """SSIM of one image pair, per the protocol; arguments as :func:`psnr` (``y_channel=False``:
+    SSIM per channel, averaged).
 
+    Returns:
+        The mean of the SSIM map (1.0 for identical images).
 
-# ------------------------------------------------------------------ degradation
-
-
-def crop_to_multiple(img, scale: int):
-    """Crop ``img`` (top-left origin) so height and width are multiples of ``scale``.
-
-    Works on PIL images, numpy arrays (H, W, ...) and torch tensors (..., H, W). This is
-    how the HR image matching a degraded LR image is obtained for evaluation.
+    Raises:
+        ImageTooSmall: fewer than 11 pixels a side remain after the crop.
     """
-    scale = _check_scale(scale)
-    if isinstance(img, Image.Image):
-        w, h = img.size
-    elif isinstance(img, np.ndarray):
-        h, w = img.shape[:2]
-    elif isinstance(img, torch.Tensor):
-        h, w = img.shape[-2:]
-    else:
-        raise TypeError(f"unsupported image type {type(img).__name__}")
-    h2, w2 = h - h % scale, w - w % scale
-    if h2 == 0 or w2 == 0:
-        raise ValueError(f"image of {h}x{w} (HxW) is smaller than the scale {scale}")
-    if (h2, w2) == (h, w):
-        return img
-    logger.debug("cropping %dx%d to %dx%d (multiple of %d)", h, w, h2, w2, scale)
-    if isinstance(img, Image.Image):
-        return img.crop((0, 0, w2, h2))
-    if isinstance(img, np.ndarray):
-        return img[:h2, :w2]
-    return img[..., :h2, :w2]
+    return _single(_SSIM, sr, hr, crop_border, y_channel)
 
 
-def _check_pil(img, name: str) -> None:
-    if not isinstance(img, Image.Image):
-        raise TypeError(f"{name} must be a PIL image, got {type(img).__name__}")
-    if img.mode not in _PIL_MODES:
-        # PIL would silently resize P/1 images with NEAREST; refuse instead.
-        raise ValueError(f"unsupported PIL image mode {img.mode!r} for {name}; convert it, e.g. .convert('RGB')")
+def ms_ssim(sr: ImageLike, hr: ImageLike, crop_border: int, y_channel: bool = True) -> float:
+    """MS-SSIM of one image pair, per the protocol; arguments as :func:`psnr` (``y_channel=False``:
+    MS-SSIM per channel, averaged).
 
+    Returns:
+        The product over the five scales of cs (the whole SSIM at the coarsest), each clamped
+        at 0 and raised to its MS_SSIM_WEIGHTS exponent (1.0 for identical images).
 
-def degrade(hr: Image.Image, scale: int) -> Image.Image:
-    """LR image of the protocol: HR cropped to a multiple of ``scale``, PIL bicubic down."""
-    scale = _check_scale(scale)
-    _check_pil(hr, "hr")
-    hr = crop_to_multiple(hr, scale)
-    w, h = hr.size
-    # PIL's BICUBIC is antialiased when downscaling (support grows with the scale),
-    # like MATLAB imresize, which the published numbers use.
-    return hr.resize((w // scale, h // scale), Image.BICUBIC)
-
-
-def bicubic_upscale(lr: Image.Image, scale: int) -> Image.Image:
-    """Bicubic baseline: ``lr`` upscaled by ``scale`` with PIL ``Image.BICUBIC``.
-
-    RGB and L images are resized as they are (the protocol). Other modes first become
-    what :func:`sr_models.upscale` makes of them (:mod:`sr_models.image_io`): P -> RGB or
-    RGBA, 1 -> L, 16-bit -> I;16, ...; a float image stays F, clamped to its range.
+    Raises:
+        ImageTooSmall: fewer than MS_SSIM_MIN_SIDE (161) pixels a side remain after the crop.
     """
-    scale = _check_scale(scale)
-    if not isinstance(lr, Image.Image):
-        raise TypeError(f"lr must be a PIL image, got {type(lr).__name__}")
-    lr = normalise_mode(lr, "lr")
-    w, h = lr.size
-    out = lr.resize((w * scale, h * scale), Image.BICUBIC)
-    if out.mode == "F":  # cubic overshoot, as upscale() clamps it
-        out = Image.fromarray(np.clip(np.asarray(out), 0.0, float_range(lr, "lr")))
-    return out
+    return _single(_MS_SSIM, sr, hr, crop_border, y_channel)
+
+
+def __getattr__(name: str):
+    # How pairs are made lives in sr_models.protocol; these names are found there on use,
+    # so that `from sr_models.metrics import degrade` works and metrics imports no protocol code.
+    if name in ("crop_to_multiple", "degrade", "bicubic_upscale"):
+        from . import protocol
+
+        return getattr(protocol, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

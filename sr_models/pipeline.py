@@ -25,12 +25,21 @@ from .image_io import (DEFAULT_MAX_PIXELS, ImageInputError, check_image_size, jo
 
 logger = logging.getLogger(__name__)
 
-#: Share of the free memory that ``tile="auto"`` plans to use.
+#: Share of the free memory that ``tile="auto"`` plans a forward pass to use. Each model
+#: estimates the peak of its tensors (``model.bytes_per_pixel``); the process needs more:
+#: allocator slack, kernel workspaces and the pipeline's own full-size images (HAT-S x4 on
+#: the CPU: ~1.1x the estimate in resident memory; docs/upscaling.md#auto-tiling).
 AUTO_TILE_MEMORY_FRACTION = 0.5
-#: Bytes per LR pixel of a forward pass per unit of model width. benchmarks/memory.py
-#: measured HAT-S (embed 144) float32 on CPU at ~43 KB per LR pixel (~300 per channel);
-#: the 1.4x margin covers allocator slack.
-BYTES_PER_PIXEL_PER_CHANNEL = 420
+
+
+def __getattr__(name: str):
+    # A removed name is refused with where its meaning went (one width-based guess for every
+    # model could not follow what each architecture holds).
+    if name == "BYTES_PER_PIXEL_PER_CHANNEL":
+        raise AttributeError("sr_models.pipeline.BYTES_PER_PIXEL_PER_CHANNEL is gone: each model states its own "
+                             "peak memory per LR pixel, model.bytes_per_pixel")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: Device types a model can run on here ("meta" holds no data; others are not tested).
@@ -166,12 +175,16 @@ def tile_geometry(model: nn.Module, tile: int, overlap: int) -> tuple[int, int]:
 
 
 def default_tile_overlap(model: nn.Module) -> int:
-    """Overlap (LR pixels) between tiles: ESPCN's receptive field makes tiling exact;
-    for attention models, two windows of context (>= 45 dB against untiled for HAT)."""
-    radius = getattr(model, "receptive_radius", None)
-    if radius is not None:
-        return 2 * radius
-    return 2 * model.pad_multiple
+    """Overlap (LR pixels) between tiles: the model's ``tile_overlap`` (ESPCN: twice its
+    receptive radius, which makes tiling exact; HAT: two windows, >= 45 dB against untiled)."""
+    return model.tile_overlap
+
+
+def _tile_margin(model: nn.Module, overlap: int) -> int:
+    """LR pixels at a tile's inner edge left out of the blend: the model's receptive radius
+    (only exact pixels are blended), or a quarter of the overlap for a model without one."""
+    radius = model.receptive_radius
+    return min(overlap // 4 if radius is None else radius, overlap // 2)
 
 
 def upscale_tiled(model: nn.Module, lr: torch.Tensor, tile: int, overlap: int,
@@ -185,8 +198,7 @@ def upscale_tiled(model: nn.Module, lr: torch.Tensor, tile: int, overlap: int,
     b, c, h, w = lr.shape
     s = model.scale
     tile, overlap = tile_geometry(model, tile, overlap)
-    radius = getattr(model, "receptive_radius", None)
-    margin = min(radius if radius is not None else overlap // 4, overlap // 2)
+    margin = _tile_margin(model, overlap)
     stride = tile - overlap
     ys, xs = _tile_starts(h, tile, stride), _tile_starts(w, tile, stride)
     device = next(model.parameters()).device
@@ -270,15 +282,23 @@ def free_memory_bytes(device: torch.device) -> int:
 
 
 def auto_tile(model: nn.Module, height: int, width: int, device: torch.device) -> int | None:
-    """A tile side (LR pixels) whose forward pass fits the free memory, or None when the
-    whole image fits. Estimate: bytes per pixel grow with the model's feature width."""
-    width_channels = getattr(model, "embed_dim", None) or max(
-        (m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)), default=64)
-    bytes_per_pixel = BYTES_PER_PIXEL_PER_CHANNEL * width_channels
+    """A tile side whose forward pass fits the free memory.
+
+    Args:
+        model: the model; its ``bytes_per_pixel`` (peak of a float32 forward per LR pixel)
+            and ``pad_multiple`` are read.
+        height, width: the LR image.
+        device: where the model runs (its free memory is asked now).
+
+    Returns:
+        None when the whole image fits in AUTO_TILE_MEMORY_FRACTION of the free memory, else
+        the largest tile side (LR pixels, a multiple of ``pad_multiple``, at least four of
+        them) that does.
+    """
     budget = free_memory_bytes(device) * AUTO_TILE_MEMORY_FRACTION
-    if height * width * bytes_per_pixel <= budget:
+    if height * width * model.bytes_per_pixel <= budget:
         return None
-    side = int(math.sqrt(budget / bytes_per_pixel))
+    side = int(math.sqrt(budget / model.bytes_per_pixel))
     multiple = model.pad_multiple
     return max(multiple * 4, side // multiple * multiple)
 
@@ -289,6 +309,8 @@ def auto_tile(model: nn.Module, height: int, width: int, device: torch.device) -
 def check_tiling(model: nn.Module, tile: int | str | None, tile_overlap: int | None) -> int:
     """Check ``tile`` and ``tile_overlap`` (as :func:`upscale` takes them) before any work;
     returns the overlap to use."""
+    if tile is None and tile_overlap is None:
+        return 0  # no tiles: nothing to overlap, and no tiling fact of the model is read
     overlap = default_tile_overlap(model) if tile_overlap is None else tile_overlap
     if tile is None or tile == "auto":
         if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:

@@ -65,20 +65,32 @@ def test_version_and_defaults_are_shown(capsys):
 
 
 def test_help_texts_name_the_models_the_library_has(monkeypatch, capsys):
-    """From sr_models.loading, never a copy: the real-photo pair included, evaluate's true default."""
+    """From sr_models.bundled, never a copy: the real-photo pair included, evaluate's true default."""
+    import sr_models.bundled as bundled
     import sr_models.loading as loading
 
+    assert loading.BUNDLED is bundled.BUNDLED and loading.DEFAULT_MODELS is bundled.DEFAULT_MODELS  # old home
     monkeypatch.setenv("COLUMNS", "1000")  # no line breaks inside a hyphenated name
     evaluate_help = _help(capsys, "evaluate")
-    assert f"(repeatable; default: {', '.join(loading.DEFAULT_MODELS)})" in evaluate_help
+    assert f"(repeatable; default: {', '.join(bundled.DEFAULT_MODELS)})" in evaluate_help
     for command in ("upscale", "evaluate", "info"):
         text = _help(capsys, command)
-        assert f"bundled weights ({', '.join(loading.BUNDLED)})" in text, command
+        assert f"bundled weights ({', '.join(bundled.BUNDLED)})" in text, command
         assert "espcn-real" in text and "hat-real" in text
-    monkeypatch.setattr(loading, "DEFAULT_MODELS", ["one-model"])
-    monkeypatch.setattr(loading, "BUNDLED", dict.fromkeys(["one-model", "other-model"]))
+    monkeypatch.setattr(bundled, "DEFAULT_MODELS", ["one-model"])
+    monkeypatch.setattr(bundled, "BUNDLED", dict.fromkeys(["one-model", "other-model"]))
     assert "(repeatable; default: one-model)" in _help(capsys, "evaluate")
     assert "bundled weights (one-model, other-model)" in _help(capsys, "upscale")
+
+
+@pytest.mark.parametrize("command", ["upscale", "evaluate", "info", "convert"])
+def test_command_help_imports_no_torch(command):
+    """Help answers at once: the model names come from sr_models.bundled, the argument types
+    from sr_models.validation, neither of which imports torch."""
+    code = (f"import sys\nfrom sr_models.cli import main\ntry:\n    main([{command!r}, '--help'])\n"
+            "except SystemExit:\n    pass\nprint('torch' in sys.modules, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.startswith(f"usage: sr-models {command}") and proc.stderr.strip() == "False"
 
 
 def test_the_module_entry_point_is_the_cli():

@@ -146,7 +146,7 @@ def test_sets_must_have_distinct_names_and_a_folder(tmp_path, capsys):
     assert "no folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         compare.parse_args(["--hr", "celeba=val", "--degradation", "moderate", "--seed", "-1"])
-    assert "--seed must be an integer >= 0" in capsys.readouterr().err
+    assert "argument --seed: must be >= 0, got -1" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="share a name"):
         quality.score_sets({}, [("val", tmp_path), ("val", tmp_path)], degradations=[None])
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from sr_models import ESPCN, HAT
+from sr_models.espcn import CONFIG_RULES as ESPCN_RULES
 from sr_models.hat import CONFIG_RULES, MAX_DEPTH, MAX_EMBED_DIM, MAX_GROUPS, MAX_WINDOW_SIZE, PRESETS
 
 TINY = PRESETS["hat-tiny"]
@@ -99,6 +100,17 @@ def test_espcn_rejects_nonsense_before_allocating(bad, match, no_allocation):
 
 def test_every_hat_argument_has_a_rule():
     assert list(CONFIG_RULES) == list(inspect.signature(HAT).parameters)
+
+
+def test_every_espcn_argument_has_a_rule():
+    assert list(ESPCN_RULES) == list(inspect.signature(ESPCN).parameters)
+
+
+def test_a_rule_that_combines_fields_names_the_field_and_the_count(no_allocation):
+    with pytest.raises(ValueError, match=r"^ESPCN: kernel_sizes=\[3, 3\] is invalid: expected 3 sizes \(one per conv"):
+        ESPCN(channels=[8, 8], kernel_sizes=[3, 3])
+    with pytest.raises(ValueError, match=r"^HAT: num_heads=\[5, 5\] is invalid: each must divide embed_dim=24"):
+        HAT(**{**TINY, "num_heads": [5, 5]})
 
 
 def test_bounds_admit_configurations_well_beyond_the_largest_official_model():

@@ -3,6 +3,7 @@ from (seed, index), and the LR size is exact."""
 
 import io
 import json
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from PIL import Image
 
 from sr_models.degradations import (
-    KERNEL_SIZES, PRESETS, DegradationConfig, Stage, add_noise, anisotropic_kernel, blur, degrade_realistic, jpeg,
+    KERNEL_SIZES, PRESETS, STAGE_RULES, DegradationConfig, Stage, add_noise, anisotropic_kernel, blur, degrade_realistic, jpeg,
     random_blur_kernel, resize, sinc_kernel, to_pil, to_tensor,
 )
 
@@ -127,6 +128,19 @@ def test_realistic_lr_differs_from_the_bicubic_protocol():
     assert 0.5 < np.abs(lr - bicubic).mean() < 40  # degraded, yet the same picture
 
 
+def test_every_stage_field_has_a_rule_and_lists_are_checked_as_lists():
+    assert list(STAGE_RULES) == [f.name for f in fields(Stage)]
+    # the one message of sr_models.validation (FIELD_ERROR), as HAT's and ESPCN's fields say it
+    with pytest.raises(ValueError, match=r"^degradation config: blur_sigma=1\.5 is invalid: expected a list of numbers$"):
+        Stage(blur_sigma=1.5)
+    with pytest.raises(ValueError, match=r"^degradation config: blur_sigma=\(3, 1\) is invalid: expected a \(low, high\)"):
+        Stage(blur_sigma=[3, 1])
+    with pytest.raises(ValueError, match=r"^degradation config: sinc_prob=2 is invalid: expected a probability in \[0, 1\]$"):
+        Stage(sinc_prob=2)
+    with pytest.raises(ValueError, match=r"^degradation config: final_sinc_prob=-1 is invalid: expected a probability"):
+        DegradationConfig(final_sinc_prob=-1)
+
+
 def test_config_round_trips_through_json_and_validates():
     config = PRESETS["moderate"]
     again = DegradationConfig.from_dict(json.loads(json.dumps(config.to_dict())))
@@ -141,7 +155,9 @@ def test_config_round_trips_through_json_and_validates():
     for unknown in [{"blur": 1}, {"second": {"sigma": 1}}]:
         with pytest.raises(ValueError, match="unknown degradation config fields"):
             DegradationConfig.from_dict(unknown)
-    with pytest.raises(ValueError, match="unknown degradation preset"):
+    with pytest.raises(ValueError, match="unknown degradation 'heavy': expected 'bicubic' .*a preset"):
         degrade_realistic(_photo(16, 16), 4, "heavy")
+    with pytest.raises(ValueError, match="needs a realistic degradation"):
+        degrade_realistic(_photo(16, 16), 4, "bicubic")
     with pytest.raises(ValueError, match="RGB PIL image"):
         degrade_realistic(_photo(16, 16).convert("L"), 4)

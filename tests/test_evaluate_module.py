@@ -1,4 +1,5 @@
-"""The 🤗 evaluate module evaluate_modules/sr_metrics loads offline and equals sr_models.metrics."""
+"""The 🤗 evaluate module evaluate_modules/sr_metrics loads offline and equals sr_models.metrics,
+metric by metric of sr_models.metric_registry."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data  # noqa: E402
 
+from sr_models import metric_registry  # noqa: E402
 from sr_models import metrics as M  # noqa: E402
 
 MODULE_DIR = Path(__file__).resolve().parents[1] / "evaluate_modules" / "sr_metrics"
@@ -37,9 +39,12 @@ def pairs():
 
 
 def _expected(pairs, crop_border, y_channel=True):
+    """PSNR and SSIM means from the scalar functions; MS-SSIM is None: these crops are under
+    its 161 pixels a side."""
     return {
         "psnr": float(np.mean([M.psnr(s, h, crop_border, y_channel) for s, h in pairs])),
         "ssim": float(np.mean([M.ssim(s, h, crop_border, y_channel) for s, h in pairs])),
+        "ms_ssim": None,
     }
 
 
@@ -55,7 +60,7 @@ def test_compute_equals_sr_models_metrics(sr_metrics, pairs, as_array):
     result = sr_metrics.compute(
         predictions=[conv(s) for s, _ in pairs], references=[conv(h) for _, h in pairs], crop_border=4
     )
-    assert set(result) == {"psnr", "ssim"}
+    assert list(result) == list(metric_registry.KEYS)
     assert result == pytest.approx(_expected(pairs, 4), abs=1e-12)
 
 
@@ -89,3 +94,11 @@ def test_errors_are_reported(sr_metrics, pairs):
     sr, hr = pairs[0]
     with pytest.raises(ValueError, match="image pair 0"):
         sr_metrics.compute(predictions=[sr], references=[hr.crop((0, 0, 40, 40))], crop_border=4)
+
+
+def test_every_registry_metric_on_a_pair_large_enough_for_ms_ssim(sr_metrics):
+    hr = M.crop_to_multiple(Image.fromarray(data.astronaut()).crop((100, 100, 300, 300)), 4)
+    sr = M.bicubic_upscale(M.degrade(hr, 4), 4)
+    result = sr_metrics.compute(predictions=[sr], references=[hr], crop_border=4)
+    assert result == pytest.approx({"psnr": M.psnr(sr, hr, 4), "ssim": M.ssim(sr, hr, 4),
+                                    "ms_ssim": M.ms_ssim(sr, hr, 4)}, abs=1e-12)

@@ -143,3 +143,26 @@ def test_when_every_image_is_identical_the_psnr_mean_is_null_not_infinite(tmp_pa
     assert result.methods["bicubic"].summary["psnr"] is None
     assert json.loads(result.write(tmp_path / "out")[0].read_text())["summary"]["bicubic"]["psnr"] is None
     assert result.table().splitlines()[2].split()[:2] == ["bicubic", "-"]
+
+
+def test_every_registry_metric_is_scored_and_an_image_too_small_for_one_has_none(tmp_path):
+    import csv
+    import json
+
+    from sr_models import metric_registry
+    from sr_models.metrics import ms_ssim
+    from sr_models.protocol import bicubic_upscale, degrade
+
+    _rgb(tmp_path / "big.png", (200, 180))
+    _rgb(tmp_path / "small.png", (40, 40))
+    result = evaluate({}, find_images(tmp_path), scale=2, hr_size=None)
+    bicubic = result.methods["bicubic"]
+    assert list(bicubic.scores) == list(metric_registry.KEYS)
+    hr = prepare_hr(Image.open(tmp_path / "big.png"), 2)
+    assert bicubic.ms_ssim == [pytest.approx(ms_ssim(bicubic_upscale(degrade(hr, 2), 2), hr, 2), abs=1e-12), None]
+    assert bicubic.summary["ms_ssim"] == pytest.approx(bicubic.ms_ssim[0])  # the mean of the images that have one
+    json_path, csv_path = result.write(tmp_path / "out")
+    assert json.loads(json_path.read_text())["per_image"]["bicubic"]["ms_ssim"][1] is None
+    rows = list(csv.reader(csv_path.open()))
+    assert rows[0] == ["image", "method", *metric_registry.KEYS, "seconds"] and rows[2][4] == ""
+    assert "MS-SSIM-Y" in result.table().splitlines()[1]

@@ -10,7 +10,7 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from scripts import finalize
-from sr_models import ESPCN, load_model
+from sr_models import ESPCN, load_model, metric_registry
 from sr_models.cards import CardInfo
 from sr_models.evaluation import evaluate, find_images
 
@@ -88,7 +88,8 @@ def test_a_run_becomes_a_bundled_folder_with_both_held_out_sets_and_a_realistic_
     assert evaluations[3]["bicubic"]["ssim"] == pytest.approx(expected.to_json()["summary"]["bicubic"]["ssim"],
                                                               abs=1e-9)
     results = ModelCard.load(target / "README.md").data.eval_results
-    assert len(results) == 4 * 2  # PSNR and SSIM of each (set, degradation)
+    assert len(results) == 4 * len(metric_registry.KEYS)  # every registry metric of each (set, degradation)
+    assert {r.metric_type for r in results} == {m.card_id for m in metric_registry.METRICS}
 
 
 def test_the_card_states_the_licence_the_sources_and_the_training_cost(run, tmp_path):

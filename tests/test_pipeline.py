@@ -40,6 +40,8 @@ class Nearest(torch.nn.Module):
     ranges and precision can be checked exactly (bicubic is not a torch module)."""
 
     scale, pad_multiple = 2, 1
+    # the facts every model states (hub.SRModelMixin): each output pixel reads one input pixel
+    receptive_radius, tile_overlap, bytes_per_pixel = 0, 0, 4 * 3 * (1 + 2 ** 2)
 
     def __init__(self):
         super().__init__()

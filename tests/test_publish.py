@@ -14,8 +14,9 @@ from PIL import Image
 
 from sr_models import ESPCN, HAT, load_model, publish
 from sr_models.__main__ import main
-from sr_models.cards import CardInfo, dataset_type, render_model_card
+from sr_models.cards import CardInfo, dataset_type, realistic_training, render_model_card
 from sr_models.loading import BUNDLED, bundled_folder
+from sr_models.protocol import degradation_of
 from sr_models.publish import PublishError
 
 INFO = CardInfo(
@@ -166,16 +167,21 @@ def test_a_realistic_degradation_is_a_result_of_its_own_in_model_index_and_table
     assert not re.search(r"[A-Za-z]\n\d", text)
 
 
-@pytest.mark.parametrize("degradation,expected", [
-    ("bicubic (PIL bicubic downscale, the evaluation protocol)", "- Trained and evaluated for the **bicubic**"),
-    ("realistic (Real-ESRGAN-style blur, resize, noise and JPEG, first order; preset 'moderate')",
-     "- Trained on **synthetic realistic degradations**"),
+@pytest.mark.parametrize("spec,expected", [
+    ("bicubic", "- Trained and evaluated for the **bicubic**"),
+    ("moderate", "- Trained on **synthetic realistic degradations**"),
 ])
-def test_the_card_states_the_training_degradation(degradation, expected):
-    info = dataclasses.replace(INFO, training={**INFO.training, "degradation": degradation})
+def test_the_card_states_the_training_degradation(spec, expected):
+    """Which kind is read from the structured record (sr_models.protocol), the words shown as written."""
+    trained = degradation_of(spec)
+    info = dataclasses.replace(INFO, training={**INFO.training, "degradation": str(trained)},
+                               training_degradation=trained.to_dict())
     text = str(render_model_card(HAT.from_preset("hat-tiny"), info))
-    assert f"| training degradation | {degradation} |" in text and expected in text
+    assert f"| training degradation | {trained} |" in text and expected in text
     assert "Rows that name a realistic degradation" not in text  # no such row here
+    # the words alone decide nothing: a card without the record is of bicubic-trained weights
+    words_only = dataclasses.replace(info, training_degradation=None)
+    assert realistic_training(words_only) is None
 
 
 @pytest.mark.parametrize("cls,preset,rows", [

@@ -135,12 +135,13 @@ def test_the_flags_default_to_bicubic_and_realistic_to_the_realesrgan_preset(tmp
 
 
 @pytest.mark.parametrize("config, message", [
-    ("nope", "'nope' is neither a degradation preset (moderate, realesrgan) nor a JSON file"),
+    ("nope", "unknown degradation 'nope': expected 'bicubic' (the protocol), a preset ('moderate', 'realesrgan') "
+             "or a JSON file"),
     ("{not json", "not a readable JSON file"),
     ('["a list"]', "expected a JSON object, got list"),
     ('{"first": {"blur_sigmaa": [1, 2]}}', "unknown degradation config fields ['first.blur_sigmaa']"),
-    ('{"first": {"blur_sigma": [3, 1]}}', "blur_sigma=(3, 1): expected a (low, high) pair"),
-    ('{"first": {"blur_sigma": 1.5}}', "degradation config blur_sigma=1.5: expected a list of numbers"),
+    ('{"first": {"blur_sigma": [3, 1]}}', "blur_sigma=(3, 1) is invalid: expected a (low, high) pair"),
+    ('{"first": {"blur_sigma": 1.5}}', "degradation config: blur_sigma=1.5 is invalid: expected a list of numbers"),
     ('{"second": {"jpeg_quality": [10, 120]}}', "JPEG quality must lie in 1..100"),
     ('{"second_order_prob": 2}', "expected a probability in [0, 1]"),
 ])

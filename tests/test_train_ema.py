@@ -48,7 +48,7 @@ def test_the_warm_up_is_diffusers_decay():
 def score(trainer, state_dict) -> float:
     """Validation PSNR-Y of ``state_dict`` in the trainer's own validator."""
     trainer.eval_model.load_state_dict(state_dict)
-    return trainer.validator.run(trainer.eval_model)[0]["psnr_y"]
+    return trainer.validator.run(trainer.eval_model)[0]["psnr"]
 
 
 def test_a_30_step_run_publishes_ema_weights_as_good_as_the_raw_ones(patterns, tmp_path, make_trainer):  # noqa: F811
@@ -59,7 +59,7 @@ def test_a_30_step_run_publishes_ema_weights_as_good_as_the_raw_ones(patterns, t
     trainer = make_trainer(args)
     start = copy.deepcopy(trainer.unwrapped.state_dict())
     trainer.fit()
-    ema, raw = trainer.state.last_metrics["psnr_y"], score(trainer, trainer.unwrapped.state_dict())
+    ema, raw = trainer.state.last_metrics["psnr"], score(trainer, trainer.unwrapped.state_dict())
     assert abs(ema - raw) < 0.2
     assert ema > score(trainer, start) + 2.0  # far from the random start (without warm-up: 0.04 dB above it)
     facts = json.loads((tmp_path / "out" / "training_facts.json").read_text())

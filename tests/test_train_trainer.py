@@ -141,7 +141,7 @@ def test_latest_checkpoint_ignores_partial_and_foreign_folders(tmp_path):
 
 def test_run_state_round_trips_as_json_and_safetensors(tmp_path):
     state = checkpoints.RunState(step=7, images_seen=28, elapsed=1.5, skipped_steps=1, world_size=2,
-                                 loaders=[{"epoch": 1, "index": 3}], last_metrics={"psnr_y": 30.25})
+                                 loaders=[{"epoch": 1, "index": 3}], last_metrics={"psnr": 30.25})
     ema = {"weight": torch.arange(6.0).reshape(2, 3), "index": torch.arange(4)}
     checkpoints.write_state(tmp_path, state, ema)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ema.safetensors", "training_state.json"]
@@ -274,6 +274,6 @@ def test_tensorboard_gets_the_losses_metrics_and_grid(images, tmp_path, make_tra
     out = run_in_process(make_trainer, images, tmp_path / "out", "--report_to", "tensorboard")
     events = EventAccumulator(str(out / "logs" / "sr-models"))  # --tracker_project_name
     events.Reload()
-    assert {"train/loss", "train/lr", "val/psnr_y", "val/bicubic_psnr_y"} <= set(events.Tags()["scalars"])
-    assert [e.step for e in events.Scalars("val/psnr_y")] == [1, 2]
+    assert {"train/loss", "train/lr", "val/psnr", "val/bicubic_psnr", "val/ssim"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("val/psnr")] == [1, 2]
     assert events.Tags()["images"] == ["val/lr_bicubic_sr_hr"]

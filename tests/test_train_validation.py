@@ -13,7 +13,7 @@ from PIL import Image
 # The in-process run helpers of the trainer's tests (fixtures: images, make_trainer).
 from test_train_trainer import images, make_trainer, run_in_process  # noqa: F401
 
-from sr_models import ESPCN, load_model
+from sr_models import ESPCN, load_model, metric_registry, metrics
 from sr_models.evaluation import evaluate, find_images
 from sr_models.training import validation
 from sr_models.training.data import decode_validation
@@ -47,9 +47,11 @@ def test_the_card_numbers_equal_sr_models_evaluate_on_the_same_folder(images, va
     evaluation = evaluate({"model": load_model(out)}, find_images(val), scale=4, hr_size=hr_size or None)
     result = evaluation.to_json()["summary"]
     assert metrics["images"] == 4
-    assert metrics["bicubic_psnr_y"] == pytest.approx(result["bicubic"]["psnr"], abs=0.01)
-    assert metrics["psnr_y"] == pytest.approx(result["model"]["psnr"], abs=0.01)
-    assert metrics["ssim_y"] == pytest.approx(result["model"]["ssim"], abs=1e-4)
+    assert metrics["bicubic_psnr"] == pytest.approx(result["bicubic"]["psnr"], abs=0.01)
+    assert metrics["psnr"] == pytest.approx(result["model"]["psnr"], abs=0.01)
+    for key in ("ssim", "ms_ssim"):  # every registry metric, under its one key
+        assert metrics[key] == pytest.approx(result["model"][key], abs=1e-4)
+        assert metrics[f"bicubic_{key}"] == pytest.approx(result["bicubic"][key], abs=1e-4)
 
 
 def test_validation_images_are_prepared_at_256_by_default():
@@ -80,21 +82,27 @@ def test_a_large_native_image_is_validated_in_tiles_with_the_same_scores(monkeyp
     model.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-2] * args[0].shape[-1]))
     monkeypatch.setattr(validation, "MAX_LR_PIXELS", 16 * 16)
     monkeypatch.setattr(validation, "TILE", 16)
-    monkeypatch.setattr(validation, "SCORE_PIXELS", 64 * 64)
+    monkeypatch.setattr(metrics, "STRIP_PIXELS", 64 * 64)
     tiled, grid = validation.Validator(photos, 4, torch.device("cpu")).run(model)
     assert max(seen) <= 16 * 16 and len(seen) > 2
-    assert tiled["psnr_y"] == pytest.approx(whole["psnr_y"], abs=0.01)
-    assert tiled["ssim_y"] == pytest.approx(whole["ssim_y"], abs=1e-4)
+    assert tiled["psnr"] == pytest.approx(whole["psnr"], abs=0.01)
+    assert tiled["ssim"] == pytest.approx(whole["ssim"], abs=1e-4)
     assert grid.size == (4 * 160, 96 + 64)
 
 
 def test_large_images_are_scored_in_strips_to_the_same_values(monkeypatch):
-    """SSIM of a 12 MP image needed 6.5 GB at once: strips give the same PSNR and SSIM."""
-    from sr_models.metrics import psnr_batch, ssim_batch
-
-    hr = torch.from_numpy(np.array(photo(90, 70, seed=3))).permute(2, 0, 1)[None].float() / 255
+    """SSIM of a 12 MP image needed 6.5 GB at once: every metric works in strips of
+    metrics.STRIP_PIXELS, to the same values."""
+    hr = torch.from_numpy(np.array(photo(190, 170, seed=3))).permute(2, 0, 1)[None].float() / 255
     sr = (hr + 0.05 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-    monkeypatch.setattr(validation, "SCORE_PIXELS", 600)  # strips of 7 rows
-    p, s = validation.score(sr, hr, scale=4)
-    assert p.item() == pytest.approx(psnr_batch(sr, hr, crop_border=4).item(), abs=1e-9)
-    assert s.item() == pytest.approx(ssim_batch(sr, hr, crop_border=4).item(), abs=1e-9)
+    whole = metric_registry.score_batches(sr, hr, crop_border=4)
+    monkeypatch.setattr(metrics, "STRIP_PIXELS", 600)  # strips of 3 rows
+    strips = metric_registry.score_batches(sr, hr, crop_border=4)
+    assert whole["ms_ssim"] is not None
+    for key in metric_registry.KEYS:
+        assert strips[key].item() == pytest.approx(whole[key].item(), abs=1e-12)
+
+
+def test_the_strip_scorer_is_refused_with_its_replacement():
+    with pytest.raises(AttributeError, match="sr_models.metric_registry.score_batches"):
+        validation.score  # noqa: B018

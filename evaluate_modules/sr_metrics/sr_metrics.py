@@ -1,29 +1,28 @@
-"""🤗 evaluate module for super-resolution PSNR / SSIM, per the project's evaluation protocol.
+"""🤗 evaluate module for super-resolution metrics, per the project's evaluation protocol.
 
 Load it offline by path: ``evaluate.load("evaluate_modules/sr_metrics")`` in the project's
 checkout, or the copy an installed wheel ships in ``sr_models/sr_metrics`` (README.md beside
-this file shows how). It is a thin wrapper: every number comes from ``sr_models.metrics``
-(Y channel of ITU-R BT.601 on uint8-rounded images, ``crop_border`` pixels cropped, PSNR
-with data range 255, SSIM of Wang et al. with an 11x11 Gaussian window, sigma 1.5, "valid"
-region), so results equal those of the rest of the toolkit.
+this file shows how). It is a thin wrapper: it reports every metric of
+``sr_models.metric_registry`` (PSNR, SSIM and MS-SSIM on the BT.601 luma of uint8-rounded
+images, ``crop_border`` pixels cut; docs/protocol.md), computed by ``sr_models.metrics``, so
+results equal those of the rest of the toolkit.
 """
 
 import datasets
 import evaluate
-import numpy as np
 
-# evaluate checks that this import resolves before it loads the module, and names the
+# evaluate checks that these imports resolve before it loads the module, and names the
 # missing package otherwise: install the project with its extra (`pip install ".[evaluate]"`).
+from sr_models import metric_registry
 from sr_models import metrics as srm
 
 
 _DESCRIPTION = """\
-PSNR and SSIM for single-image super-resolution, as used for published SR tables:
-images rounded to uint8, Y channel of ITU-R BT.601 (Y = 16 + 65.481 R + 128.553 G +
-24.966 B, RGB in [0, 1]), `crop_border` pixels (the scale) cropped on each side, PSNR
-with data range 255, SSIM of Wang et al. (2004) with an 11x11 Gaussian window (sigma
-1.5) over the "valid" region, C1 = (0.01*255)^2, C2 = (0.03*255)^2. Returns the mean
-of the per-image values. Bicubic x4 on Set5 under this protocol: 28.42 dB / 0.8104.
+The metrics of single-image super-resolution as published SR tables measure them (this
+project's evaluation protocol, docs/protocol.md): images rounded to uint8, the Y channel of
+ITU-R BT.601, `crop_border` pixels (the scale) cut on each side, a data range of 255; SSIM
+and MS-SSIM with the 11x11 Gaussian window (sigma 1.5) on the "valid" region. Returns the
+mean over the images of each metric of sr_models.metric_registry.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -32,20 +31,22 @@ Args:
         numpy arrays (H, W, 3) or (H, W), or float torch tensors (3, H, W) in [0, 1];
         or one uint8 array (N, H, W, 3) / float tensor (N, 3, H, W).
     references: the ground-truth HR images, same count and sizes as `predictions`
-        (crop HR to a multiple of the scale first: `sr_models.metrics.crop_to_multiple`).
+        (crop HR to a multiple of the scale first: `sr_models.protocol.crop_to_multiple`).
     crop_border (int, default 4): pixels removed on each side before measuring;
         use the scale factor.
-    y_channel (bool, default True): measure on the Y channel; False measures RGB
-        (PSNR over all channels, SSIM averaged over channels).
+    y_channel (bool, default True): measure on the Y channel; False measures every
+        channel (PSNR over all of them, SSIM and MS-SSIM averaged over them).
 Returns:
-    psnr (float): mean PSNR in dB over the images (inf if every pair is identical).
-    ssim (float): mean SSIM over the images.
+    One float per metric key of sr_models.metric_registry (psnr in dB, ssim, ms_ssim): the
+    mean over the images that have a value. An identical pair (PSNR inf) is left out of
+    the PSNR mean; an image too small for a metric (MS-SSIM: 161 pixels a side after the
+    crop) has no value of it. None when no image has one.
 Examples:
     >>> import evaluate
     >>> sr_metrics = evaluate.load("evaluate_modules/sr_metrics")
     >>> results = sr_metrics.compute(predictions=[sr_img], references=[hr_img], crop_border=4)
     >>> sorted(results)
-    ['psnr', 'ssim']
+    ['ms_ssim', 'psnr', 'ssim']
 """
 
 _CITATION = """\
@@ -57,6 +58,14 @@ _CITATION = """\
   number={4},
   pages={600--612},
   year={2004}
+}
+@inproceedings{wang2003msssim,
+  title={Multiscale structural similarity for image quality assessment},
+  author={Wang, Zhou and Simoncelli, Eero P. and Bovik, Alan C.},
+  booktitle={The Thirty-Seventh Asilomar Conference on Signals, Systems \\& Computers, 2003},
+  volume={2},
+  pages={1398--1402},
+  year={2003}
 }
 """
 
@@ -75,7 +84,7 @@ def _as_uint8_list(images):
 
 
 class SrMetrics(evaluate.Metric):
-    """PSNR / SSIM of the SR evaluation protocol (wraps sr_models.metrics)."""
+    """The metrics of the SR evaluation protocol (wraps sr_models.metric_registry)."""
 
     def _info(self):
         return evaluate.MetricInfo(
@@ -83,7 +92,8 @@ class SrMetrics(evaluate.Metric):
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features({"predictions": datasets.Image(), "references": datasets.Image()}),
-            reference_urls=["https://ece.uwaterloo.ca/~z70wang/research/ssim/"],
+            reference_urls=["https://ece.uwaterloo.ca/~z70wang/research/ssim/",
+                            "https://github.com/VainF/pytorch-msssim"],
         )
 
     # The docstrings are required: evaluate appends the inputs description to them.
@@ -104,11 +114,12 @@ class SrMetrics(evaluate.Metric):
     def _compute(self, predictions, references, crop_border=4, y_channel=True):
         if len(predictions) == 0:
             raise ValueError("sr_metrics needs at least one prediction/reference pair")
-        psnrs, ssims = [], []
+        values = {key: [] for key in metric_registry.KEYS}
         for i, (sr, hr) in enumerate(zip(predictions, references)):
             try:
-                psnrs.append(srm.psnr(sr, hr, crop_border, y_channel=y_channel))
-                ssims.append(srm.ssim(sr, hr, crop_border, y_channel=y_channel))
+                scores = metric_registry.score_pair(sr, hr, crop_border, y_channel=y_channel)
             except ValueError as err:
                 raise ValueError(f"image pair {i}: {err}") from err
-        return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
+            for key, value in scores.items():
+                values[key].append(value)
+        return {key: metric_registry.mean(per_image) for key, per_image in values.items()}

@@ -9,7 +9,6 @@ preset, its architecture flags and its recipe (defaults) to :func:`build_parser`
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import tempfile
@@ -20,6 +19,8 @@ import torch
 from sr_models.degradations import PRESETS as DEGRADATION_PRESETS
 from sr_models.training import data, pairs
 from sr_models.training.public import public_command
+from sr_models.validation import (SCALES, fraction, int_between, non_negative_float, non_negative_int, positive_float,
+                                  positive_int)
 
 LOSSES = ("l1", "l2", "charbonnier")
 SCHEDULERS = ("constant", "cosine", "multistep")
@@ -43,49 +44,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         return super()._get_help_string(action)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    """A decay or an Adam beta: in [0, 1)."""
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def _seed(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**32 - 1], got {value}")
-    return value
-
-
 def _license_id(text: str) -> str:
     if not LICENSE_ID.fullmatch(text):
         raise argparse.ArgumentTypeError(f"not a Hub licence id (e.g. cc-by-nc-sa-4.0, apache-2.0, other): {text!r}")
@@ -102,7 +60,7 @@ def _model_group(parser: argparse.ArgumentParser, model_class, default_model: st
     g.add_argument("--pretrained_model_name_or_path", default=None,
                    help="start from these weights: a Hub repo id, a save_pretrained folder, or an official "
                         "HAT checkpoint (.pth / .safetensors)")
-    g.add_argument("--scale", type=int, choices=(2, 3, 4, 8), default=4, help="upscaling factor (default 4)")
+    g.add_argument("--scale", type=int, choices=SCALES, default=4, help="upscaling factor (default 4)")
     g.add_argument("--global_residual", action="store_const", const=True, default=None,
                    help="add a bicubic upscale of the input to the output (the network learns the detail)")
     g.add_argument("--gradient_checkpointing", action="store_true",
@@ -129,18 +87,18 @@ def _data_group(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data_license_name", default=None,
                    help="a short slug naming the licence (needed with --data_license other), e.g. "
                         "celeba-hq-non-commercial-research")
-    g.add_argument("--max_train_samples", type=_positive_int, default=None,
+    g.add_argument("--max_train_samples", type=positive_int, default=None,
                    help="train on the first N images only (the study's HAT run used 10)")
-    g.add_argument("--max_eval_samples", type=_non_negative_int, default=100,
+    g.add_argument("--max_eval_samples", type=non_negative_int, default=100,
                    help="validation images (default 100; 0 turns validation off)")
-    g.add_argument("--validation_hr_size", type=_non_negative_int, default=data.DEFAULT_VALIDATION_HR_SIZE,
+    g.add_argument("--validation_hr_size", type=non_negative_int, default=data.DEFAULT_VALIDATION_HR_SIZE,
                    help="side of the validation HR images, prepared as `sr-models evaluate --hr-size` prepares them "
                         "(centre square crop, PIL bicubic resize), so that the card's numbers equal `sr-models "
                         "evaluate` on the same folder; 0: native size (large images are run in tiles)")
-    g.add_argument("--hr_patch_size", type=_positive_int, default=None,
+    g.add_argument("--hr_patch_size", type=positive_int, default=None,
                    help="HR training patch side (default 64 * scale: 256 at x4, a 64x64 LR patch like official HAT)")
-    g.add_argument("--shuffle_buffer_size", type=_positive_int, default=1000, help="streaming shuffle buffer (images)")
-    g.add_argument("--dataloader_num_workers", type=_non_negative_int, default=4,
+    g.add_argument("--shuffle_buffer_size", type=positive_int, default=1000, help="streaming shuffle buffer (images)")
+    g.add_argument("--dataloader_num_workers", type=non_negative_int, default=4,
                    help="threads that decode and crop images (0: in the training loop)")
     g.add_argument("--log_image_ids", action="store_true",
                    help="append the id of every training image each process reads to "
@@ -160,28 +118,28 @@ def _degradation_group(parser: argparse.ArgumentParser) -> None:
 
 def _optimisation_group(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("optimisation")
-    g.add_argument("--train_batch_size", type=_positive_int, default=4, help="patches per process and step")
-    g.add_argument("--gradient_accumulation_steps", type=_positive_int, default=1,
+    g.add_argument("--train_batch_size", type=positive_int, default=4, help="patches per process and step")
+    g.add_argument("--gradient_accumulation_steps", type=positive_int, default=1,
                    help="batches per optimizer step (the effective batch is their sum over all processes)")
-    g.add_argument("--max_train_steps", type=_positive_int, default=100_000,
+    g.add_argument("--max_train_steps", type=positive_int, default=100_000,
                    help="optimizer steps (may grow on resume: the LR schedule follows the new total)")
-    g.add_argument("--learning_rate", type=_positive_float, default=2e-4, help="peak learning rate")
+    g.add_argument("--learning_rate", type=positive_float, default=2e-4, help="peak learning rate")
     g.add_argument("--lr_scheduler", choices=SCHEDULERS, default="constant", help="learning-rate schedule")
-    g.add_argument("--lr_warmup_steps", type=_non_negative_int, default=0, help="linear warm-up from 0")
-    g.add_argument("--lr_milestones", type=_positive_int, nargs="+", default=None,
+    g.add_argument("--lr_warmup_steps", type=non_negative_int, default=0, help="linear warm-up from 0")
+    g.add_argument("--lr_milestones", type=positive_int, nargs="+", default=None,
                    help="multistep: steps at which the LR is multiplied by --lr_gamma "
                         "(default: 50%%, 80%%, 90%%, 95%% of the run, like the official HAT schedules)")
-    g.add_argument("--lr_gamma", type=_positive_float, default=0.5, help="multistep factor (default 0.5, as HAT)")
+    g.add_argument("--lr_gamma", type=positive_float, default=0.5, help="multistep factor (default 0.5, as HAT)")
     g.add_argument("--optimizer", choices=("adam", "adamw"), default="adam", help="optimizer")
-    g.add_argument("--adam_beta1", type=_fraction, default=0.9, help="Adam's first-moment decay")
-    g.add_argument("--adam_beta2", type=_fraction, default=0.99, help="default 0.99, as the official HAT recipes")
-    g.add_argument("--adam_weight_decay", type=_non_negative_float, default=0.0, help="weight decay")
-    g.add_argument("--adam_epsilon", type=_positive_float, default=1e-8, help="Adam's epsilon")
+    g.add_argument("--adam_beta1", type=fraction, default=0.9, help="Adam's first-moment decay")
+    g.add_argument("--adam_beta2", type=fraction, default=0.99, help="default 0.99, as the official HAT recipes")
+    g.add_argument("--adam_weight_decay", type=non_negative_float, default=0.0, help="weight decay")
+    g.add_argument("--adam_epsilon", type=positive_float, default=1e-8, help="Adam's epsilon")
     g.add_argument("--loss", choices=LOSSES, default="l1", help="pixel loss")
-    g.add_argument("--max_grad_norm", type=_positive_float, default=None, help="clip the gradient norm (default: off)")
+    g.add_argument("--max_grad_norm", type=positive_float, default=None, help="clip the gradient norm (default: off)")
     g.add_argument("--use_ema", action="store_true",
                    help="keep an exponential moving average of the weights; it is what is validated and saved")
-    g.add_argument("--ema_decay", type=_fraction, default=0.999, help="with --use_ema: the largest decay")
+    g.add_argument("--ema_decay", type=fraction, default=0.999, help="with --use_ema: the largest decay")
     g.add_argument("--ema_warmup", dest="ema_warmup", action="store_true", default=True,
                    help="(the default) warm the EMA up as diffusers does: decay min(--ema_decay, (1+t)/(10+t)) at "
                         "step t, so that the average follows the first steps instead of staying near the start")
@@ -189,22 +147,23 @@ def _optimisation_group(parser: argparse.ArgumentParser) -> None:
                    help="the fixed --ema_decay from the first step (default: warm-up on)")
     g.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None,
                    help="default: the accelerate config's")
-    g.add_argument("--seed", type=_seed, default=0, help="seed of the data order, crops and initial weights")
+    g.add_argument("--seed", type=int_between(0, MAX_SEED), default=0,
+                   help="seed of the data order, crops and initial weights")
 
 
 def _output_group(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("checkpoints, validation and logging")
     g.add_argument("--output_dir", default=None, help="default: outputs/MODEL-xSCALE")
-    g.add_argument("--checkpointing_steps", type=_positive_int, default=1000,
+    g.add_argument("--checkpointing_steps", type=positive_int, default=1000,
                    help="write OUTPUT_DIR/checkpoint-STEP every N steps")
-    g.add_argument("--checkpoints_total_limit", type=_positive_int, default=None, help="keep the newest N checkpoints")
+    g.add_argument("--checkpoints_total_limit", type=positive_int, default=None, help="keep the newest N checkpoints")
     g.add_argument("--resume_from_checkpoint", default=None,
                    help="a checkpoint folder, or 'latest' in --output_dir (checkpoint folders are trusted input: "
                         "Accelerate unpickles the optimizer and RNG states in them)")
     g.add_argument("--allow_inexact_resume", action="store_true",
                    help="resume even if the checkpoint's random-number states are missing or damaged (with fresh "
                         "ones: the run is then no longer the same as an uninterrupted one)")
-    g.add_argument("--validation_steps", type=_positive_int, default=1000, help="validate every N steps and at the end")
+    g.add_argument("--validation_steps", type=positive_int, default=1000, help="validate every N steps and at the end")
     g.add_argument("--report_to", choices=TRACKERS, default="tensorboard", help="tracker of losses, metrics and grids")
     g.add_argument("--tracker_project_name", default="sr-models", help="the tracker's project")
     g.add_argument("--logging_dir", default="logs", help="tracker logs, relative to --output_dir")

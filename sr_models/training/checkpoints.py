@@ -54,7 +54,7 @@ class RunState:
     world_size: int | None = None  # processes that wrote the checkpoint
     loaders: list[dict] = field(default_factory=list)  # one data.LoaderState per process
     last_metrics: dict | None = None
-    #: How the run made its LR patches (``sr_models.training.pairs.Degradation.to_dict``); None in
+    #: How the run made its LR patches (``sr_models.protocol.Degradation.to_dict``); None in
     #: checkpoints written before --degradation existed (all of them bicubic).
     degradation: dict | None = None
     #: EMA updates made (their count sets the warm-up decay); None in checkpoints written

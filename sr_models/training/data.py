@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sr_models.evaluation import prepare_hr
+from sr_models.protocol import prepare_hr
 from sr_models.image_io import ImageInputError, load_image, to_rgb
 from sr_models.training.errors import UsageError
 from sr_models.training.public import is_local, public_path, public_source
@@ -315,7 +315,7 @@ def _hold_out(raw, column: str, source: str, source_id: str | None, count: int, 
 def decode_validation(values: list[dict], scale: int, hr_size: int | None = DEFAULT_VALIDATION_HR_SIZE,
                       ) -> tuple[list[tuple[str, Image.Image]], int]:
     """Validation HR images as ``sr-models evaluate`` prepares them
-    (``sr_models.evaluation.prepare_hr``: centre square crop and PIL bicubic resize to
+    (``sr_models.protocol.prepare_hr``: centre square crop and PIL bicubic resize to
     ``hr_size``, None: native size; cropped to a multiple of ``scale``); unusable ones are
     skipped. SSIM's 11x11 window must fit after ``scale`` pixels of border are cropped on
     each side."""

@@ -2,13 +2,13 @@
 run's degradation (``--degradation``, ``--degradation_config``).
 
 ``bicubic`` (the default) is the evaluation protocol: HR cropped to a multiple of the
-scale, LR by ``sr_models.metrics.degrade`` (PIL bicubic). The crop is drawn on the LR grid
+scale, LR by ``sr_models.protocol.degrade`` (PIL bicubic). The crop is drawn on the LR grid
 and the LR patch is cut from a degraded region wide enough to contain the bicubic kernel,
 so every LR patch equals the same crop of ``degrade(whole image)`` exactly, as in the usual
 SR pipelines that degrade first and crop aligned pairs.
 
 ``realistic``: the HR patch is cropped at the same position, and its LR is
-``sr_models.degradations.degrade_realistic(hr_patch, scale, config, seed=SEED,
+``sr_models.protocol.degrade_realistic(hr_patch, scale, config, seed=SEED,
 index=SAMPLE)`` (Real-ESRGAN's blur, resize, noise and JPEG; the config is a preset name or
 a JSON file of ``DegradationConfig`` fields). ``SAMPLE`` is :func:`sample_index`: the
 sample's place in the run, made of the loader's exact-resume position (epoch, process,
@@ -21,19 +21,22 @@ applied to both patches.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
 
-from sr_models.degradations import PRESETS, DegradationConfig, degrade_realistic
-from sr_models.metrics import crop_to_multiple, degrade
+from sr_models.degradations import OWNER
+from sr_models.protocol import (BICUBIC_LR, DEFAULT_PRESET, KINDS, Degradation, crop_to_multiple, degradation_of,
+                                degrade, degrade_realistic)
 from sr_models.training.public import public_source
+from sr_models.validation import invalid
 
-DEGRADATIONS = ("bicubic", "realistic")
-DEFAULT_DEGRADATION_PRESET = "realesrgan"
+#: The values of --degradation (sr_models.protocol.KINDS), the default one, and the preset of
+#: --degradation realistic without --degradation_config.
+DEGRADATIONS = KINDS
+BICUBIC = BICUBIC_LR
+DEFAULT_DEGRADATION_PRESET = DEFAULT_PRESET
 #: PIL's bicubic kernel reaches 2 output pixels to each side when it downscales; one more
 #: for the rounding of the window bounds. A region this many LR pixels wider than the patch
 #: degrades to exactly the pixels the whole image would give.
@@ -54,71 +57,46 @@ class Unusable(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class Degradation:
-    """How a run makes LR patches: ``kind`` (one of DEGRADATIONS) and, for "realistic",
-    the config and where it came from (a PRESETS name or a JSON file)."""
-
-    kind: str = "bicubic"
-    config: DegradationConfig | None = None
-    preset: str | None = None
-    config_file: str | None = None
-
-    def to_dict(self) -> dict:
-        """The record in training_facts.json, config.json and checkpoints (full config)."""
-        return {"kind": self.kind, "preset": self.preset, "config_file": self.config_file,
-                "config": self.config.to_dict() if self.config is not None else None}
-
-    def same_pairs_as(self, record: dict) -> bool:
-        """Whether a recorded degradation (``to_dict``) makes the same pairs as this one."""
-        return record.get("kind") == self.kind and record.get("config") == self.to_dict()["config"]
-
-    def __str__(self) -> str:
-        """One readable line, for the model card and the start-up summary."""
-        if self.kind == "bicubic":
-            return "bicubic (PIL bicubic downscale, the evaluation protocol)"
-        source = f"preset '{self.preset}'" if self.preset else f"config file {Path(self.config_file).name}"
-        order = {0.0: "first order", 1.0: "second order"}.get(self.config.second_order_prob, "first / second order")
-        return f"realistic (Real-ESRGAN-style blur, resize, noise and JPEG, {order}; {source})"
-
-
-BICUBIC = Degradation()
-
-
 def load_degradation(kind: str, config: str | None = None) -> Degradation:
-    """The degradation of ``--degradation KIND --degradation_config PRESET_OR_JSON_FILE``;
-    ValueError with a one-line message for an unknown kind, preset, file or field."""
+    """The degradation of ``--degradation KIND --degradation_config PRESET_OR_JSON_FILE``.
+
+    Args:
+        kind: one of DEGRADATIONS.
+        config: with "realistic", a preset or a JSON file of DegradationConfig fields
+            (:func:`sr_models.protocol.degradation_of`); None: DEFAULT_DEGRADATION_PRESET.
+
+    Returns:
+        The Degradation, a JSON file named as published (``public_source``).
+
+    Raises:
+        ValueError: one line, for an unknown kind, preset, file or field, or a config that
+            leaves no image to learn from.
+    """
     if kind not in DEGRADATIONS:
         raise ValueError(f"unknown degradation {kind!r}; choose from {', '.join(DEGRADATIONS)}")
-    if kind == "bicubic":
+    if kind == BICUBIC.kind:
         if config is not None:
             raise ValueError("only used with --degradation realistic (bicubic has no settings)")
         return BICUBIC
-    config = config or DEFAULT_DEGRADATION_PRESET
-    if config in PRESETS:
-        return Degradation(kind, PRESETS[config], preset=config)
-    path = Path(config)
-    if not path.is_file():
-        raise ValueError(f"{config!r} is neither a degradation preset ({', '.join(sorted(PRESETS))}) "
-                         "nor a JSON file")
+    degradation = degradation_of(config or DEFAULT_DEGRADATION_PRESET)
+    if not degradation.realistic:
+        raise ValueError(f"{config!r} is not a realistic degradation: leave --degradation_config out for bicubic")
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{config}: not a readable JSON file: {err}") from err
-    try:
-        return Degradation(kind, _plausible(DegradationConfig.from_dict(values)), config_file=public_source(config))
+        _check_plausible(degradation)
     except ValueError as err:
         raise ValueError(f"{config}: {err}") from err
+    if degradation.config_file is None:
+        return degradation
+    return replace(degradation, config_file=public_source(degradation.config_file))
 
 
-def _plausible(config: DegradationConfig) -> DegradationConfig:
-    """``config``, refused when a range is valid but leaves no image to learn from."""
+def _check_plausible(degradation: Degradation) -> None:
+    """Refuse a config whose ranges are valid but leave no image to learn from."""
     for name in ("first", "second"):
-        sigma = getattr(config, name).noise_sigma
+        sigma = getattr(degradation.config, name).noise_sigma
         if sigma[1] > MAX_NOISE_SIGMA:
-            raise ValueError(f"degradation config {name}.noise_sigma={list(sigma)}: noise over {MAX_NOISE_SIGMA:g} "
-                             "levels leaves nothing of the image")
-    return config
+            raise invalid(OWNER, f"{name}.noise_sigma", list(sigma),
+                          f"noise over {MAX_NOISE_SIGMA:g} levels leaves nothing of the image")
 
 
 def sample_index(epoch: int, rank: int, position: int) -> int:
@@ -143,8 +121,8 @@ def random_pair(hr: Image.Image, scale: int, hr_patch_size: int, rng: np.random.
         raise Unusable("too_small", f"{hr.width}x{hr.height} is smaller than the {hr_patch_size} px patch")
     x, y = int(rng.integers(0, lw - lp + 1)), int(rng.integers(0, lh - lp + 1))
     hr_patch = hr.crop((x * scale, y * scale, (x + lp) * scale, (y + lp) * scale))
-    if degradation.kind == "realistic":
-        lr = np.asarray(degrade_realistic(hr_patch, scale, degradation.config, seed=seed, index=index))
+    if degradation.realistic:
+        lr = np.asarray(degrade_realistic(hr_patch, scale, degradation, seed=seed, index=index))
     else:
         lr = _bicubic_patch(hr, scale, x, y, lp)
     hr_arr = np.asarray(hr_patch)

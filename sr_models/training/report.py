@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import sr_models
+from sr_models import metric_registry
 from sr_models.cards import CardInfo
 from sr_models.training import ema
 from sr_models.training.checkpoints import RunState
@@ -24,7 +25,7 @@ from sr_models.training.errors import RunFailed, check_finite
 from sr_models.training.public import is_local, public_path, public_source
 
 #: The config.json key beside "architecture" that says how the LR training patches were
-#: made (``sr_models.training.pairs.Degradation.to_dict``); the models' constructors never see it.
+#: made (``sr_models.protocol.Degradation.to_dict``); the models' constructors never see it.
 TRAINING_DEGRADATION_KEY = "training_degradation"
 #: Warn when more than this share of the published EMA weights would still be the start.
 EMA_START_SHARE = 0.05
@@ -189,19 +190,31 @@ def licence_note(terms: DataTerms, train_source: str) -> str:
             f"they are published under the same terms.{non_commercial}")
 
 
+def card_evaluation(args, metrics: dict, data: dict) -> dict:
+    """The card's evaluation of the final validation.
+
+    Args:
+        args: the run's arguments (its scale).
+        metrics: the final validation (metrics.json): every registry metric, its bicubic value
+            under ``bicubic_<key>``, and the image count.
+        data: the data facts (the validation set's name and id).
+
+    Returns:
+        One ``CardInfo.evaluations`` entry.
+    """
+    baseline = metric_registry.BASELINE_PREFIX
+    return {"dataset": data["validation_name"], "dataset_id": data["validation_id"], "scale": args.scale,
+            "images": metrics["images"],
+            "bicubic": {key: metrics[f"{baseline}{key}"] for key in metric_registry.KEYS},
+            "model": {key: metrics[key] for key in metric_registry.KEYS}}
+
+
 def card_info(args, metrics: dict, facts: dict, terms: DataTerms) -> CardInfo:
     """What the model card shows about this run (rendered by ``sr_models.cards``): data named
     as the user gave it (relative paths, folder names, Hub ids), never by absolute paths."""
     d = facts["data"]
     hub_dataset = args.dataset_name if args.dataset_name and not is_local(args.dataset_name) else None
-    evaluations = []
-    if metrics:
-        evaluations.append({
-            "dataset": d["validation_name"], "dataset_id": d["validation_id"], "scale": args.scale,
-            "images": metrics["images"],
-            "bicubic": {"psnr": metrics["bicubic_psnr_y"], "ssim": metrics["bicubic_ssim_y"]},
-            "model": {"psnr": metrics["psnr_y"], "ssim": metrics["ssim_y"]},
-        })
+    evaluations = [card_evaluation(args, metrics, d)] if metrics else []
     use_ema = f"yes ({ema.describe(args.ema_decay, args.ema_warmup)})" if args.use_ema else "no"
     training = {
         "dataset": d["train_source"], "train_images": d["train_images"], "steps": facts["steps"],
@@ -214,6 +227,7 @@ def card_info(args, metrics: dict, facts: dict, terms: DataTerms) -> CardInfo:
     }
     pretrained = args.pretrained_model_name_or_path
     return CardInfo(evaluations=evaluations, training={k: v for k, v in training.items() if v is not None},
+                    training_degradation=args.training_degradation.to_dict(),
                     datasets=[hub_dataset] if hub_dataset else [],
                     base_model=pretrained if pretrained and not is_local(pretrained) else None,
                     repo_id=args.hub_model_id, name=model_name(args), license=terms.license,

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sr_models import WeightsMismatchError, load_model
+from sr_models import WeightsMismatchError, load_model, metric_registry
 from sr_models.training import checkpoints, data, report, resume
 from sr_models.training.ema import EMA
 from sr_models.training.errors import RunFailed, TrainingDiverged, UsageError, check_finite
@@ -254,9 +254,8 @@ class Trainer:
     def _log_startup(self) -> None:
         validation = "off"
         if self.validator is not None:
-            b = self.validator.bicubic_metrics
             validation = (f"{len(self.validator)} images, {self.sources.description['validation_source']}; "
-                          f"bicubic PSNR-Y {b['psnr_y']:.2f} dB, SSIM-Y {b['ssim_y']:.4f}")
+                          f"bicubic {metric_registry.describe(self.validator.bicubic_metrics)}")
         logger.info(report.startup_summary(self.args, self.accelerator, self.unwrapped,
                                            data=self.sources.description, terms=self.terms, validation=validation,
                                            step=self.state.step, resumed_from=self.resumed_from))
@@ -394,20 +393,19 @@ class Trainer:
                 self._weights_for_eval()
                 result, grid = self.validator.run(self.eval_model)
                 b = self.validator.bicubic_metrics
+                baseline = {f"{metric_registry.BASELINE_PREFIX}{key}": value for key, value in b.items()}
                 metrics = {"step": step, "weights": "ema" if self.ema else "model", "images": len(self.validator),
-                           "scale": self.args.scale, **result,
-                           "bicubic_psnr_y": b["psnr_y"], "bicubic_ssim_y": b["ssim_y"]}
+                           "scale": self.args.scale, **result, **baseline}
                 self.state.last_metrics = metrics
-                logger.info("step %d: PSNR-Y %.2f dB (bicubic %.2f), SSIM-Y %.4f (bicubic %.4f) on %d images",
-                            step, result["psnr_y"], b["psnr_y"], result["ssim_y"], b["ssim_y"], len(self.validator))
-                if result["psnr_y"] < b["psnr_y"]:
-                    logger.warning("step %d: below bicubic (%.2f dB under it): %s", step,
-                                   b["psnr_y"] - result["psnr_y"], report.below_bicubic_advice(self.args, self.eval_model))
+                logger.info("step %d: %s on %d images", step, metric_registry.describe(result, b), len(self.validator))
+                key = metric_registry.PRIMARY.key
+                if None not in (result[key], b[key]) and result[key] < b[key]:  # None: every image identical
+                    logger.warning("step %d: below bicubic (%.2f dB under it): %s", step, b[key] - result[key],
+                                   report.below_bicubic_advice(self.args, self.eval_model))
                 folder = Path(self.args.output_dir) / "validation"
                 folder.mkdir(parents=True, exist_ok=True)
                 grid.save(folder / f"step-{step:07d}.png")
-                acc.log({f"val/{k}": metrics[k] for k in ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y")},
-                        step=step)
+                acc.log({f"val/{k}": v for k, v in {**result, **baseline}.items() if v is not None}, step=step)
                 report.log_image(acc, "val/lr_bicubic_sr_hr", grid, step)
             acc.wait_for_everyone()
         self._validated_step = step

@@ -1,16 +1,17 @@
 """Held-out scoring during training, as ``sr-models evaluate`` scores a folder, and the
 LR | bicubic | SR | HR grid shown in the trackers and the card.
 
-The HR images come prepared by ``sr_models.evaluation.prepare_hr`` (in
+The HR images come prepared by ``sr_models.protocol.prepare_hr`` (in
 ``data.decode_validation``: 256x256 by default, ``--validation_hr_size``), the LR is the
-protocol's bicubic downscale, and ``psnr_batch`` / ``ssim_batch`` round to uint8 as
-``sr_models.metrics.psnr`` does: a card's numbers equal ``sr-models evaluate --hr-size N``
-on the same folder.
+protocol's bicubic downscale, and every metric of ``sr_models.metric_registry`` is taken
+on the batches, rounded to uint8 as ``sr-models evaluate`` rounds them: a card's numbers
+equal ``sr-models evaluate --hr-size N`` on the same folder.
 
 Memory is bounded whatever the images' size: a forward pass sees at most MAX_LR_PIXELS LR
 pixels (several protocol-sized images at once); a larger image (``--validation_hr_size 0``
-and a photo) is run alone in tiles of TILE LR pixels (``sr_models.pipeline.upscale_tiled``)
-and scored in strips of rows (:func:`score`); bicubic outputs are kept only for the grid.
+and a photo) is run alone in tiles of TILE LR pixels (``sr_models.pipeline.upscale_tiled``),
+and the metrics work in strips (``sr_models.metrics.STRIP_PIXELS``); bicubic outputs are
+kept only for the grid.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sr_models import upscale_tensor
-from sr_models.metrics import SSIM_WINDOW_SIZE, bicubic_upscale, degrade, psnr_batch, ssim_batch
+from sr_models import metric_registry, upscale_tensor
 from sr_models.pipeline import default_tile_overlap, upscale_tiled
+from sr_models.protocol import bicubic_upscale, degrade
 from sr_models.training.data import to_tensor
 
 #: Validation images shown in the LR | bicubic | SR | HR grid, and the largest side of each
@@ -34,9 +35,6 @@ GRID_MAX_SIDE = 512
 MAX_LR_PIXELS = 8 * 64 * 64
 #: LR side of the tiles of images over MAX_LR_PIXELS.
 TILE = 128
-#: HR pixels scored at once. SSIM filters five float64 moments and needs ~550 bytes per
-#: pixel: 6.5 GB for one 12 MP image, measured. Larger images are scored in strips of rows.
-SCORE_PIXELS = 2**20
 
 
 class Validator:
@@ -66,14 +64,15 @@ class Validator:
                 yield indices[k : k + size]
 
     def _evaluate(self, predict) -> dict:
-        """Mean per-image PSNR / SSIM of ``predict(indices) -> (B, 3, H, W)`` against the HR images."""
-        psnrs, ssims = [], []
+        """Every registry metric of ``predict(indices) -> (B, 3, H, W)`` against the HR images:
+        key -> the mean over images (``metric_registry.mean``, as ``sr-models evaluate`` takes it)."""
+        values: dict[str, list] = {key: [] for key in metric_registry.KEYS}
         for batch in self._batches():
             sr = predict(batch)
-            p, s = score(sr, _to_batch([self.hr[i] for i in batch]).to(sr.device), self.scale)
-            psnrs.append(p.cpu())
-            ssims.append(s.cpu())
-        return {"psnr_y": torch.cat(psnrs).mean().item(), "ssim_y": torch.cat(ssims).mean().item()}
+            hr = _to_batch([self.hr[i] for i in batch]).to(sr.device)
+            for key, scores in metric_registry.score_batches(sr, hr, self.scale).items():
+                values[key] += [None] * len(batch) if scores is None else scores.cpu().tolist()
+        return {key: metric_registry.mean(per_image) for key, per_image in values.items()}
 
     def _upscale(self, model, batch: list[int]) -> torch.Tensor:
         """The model's output for a batch; an image over MAX_LR_PIXELS (alone in its batch) in tiles."""
@@ -115,31 +114,6 @@ class Validator:
         return grid
 
 
-def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image PSNR-Y and SSIM-Y of batches (B, 3, H, W), as ``psnr_batch`` / ``ssim_batch``
-    give them, over strips of at most SCORE_PIXELS: the mean squared error is summed over
-    disjoint strips, SSIM's valid map over strips that overlap by its window less one row
-    (the same positions, each once)."""
-    b, _, h, w = hr.shape
-    if b * h * w <= SCORE_PIXELS:
-        return psnr_batch(sr, hr, crop_border=scale), ssim_batch(sr, hr, crop_border=scale)
-    sr, hr = sr[..., scale : h - scale, scale : w - scale], hr[..., scale : h - scale, scale : w - scale]
-    h, w = hr.shape[-2:]
-    rows, margin = max(1, SCORE_PIXELS // (b * w)), SSIM_WINDOW_SIZE - 1
-    squared = sum(_squared_error(sr[..., top : top + rows, :], hr[..., top : top + rows, :])
-                  for top in range(0, h, rows))
-    psnr = 10.0 * torch.log10(255.0**2 * h * w / squared)
-    ssim = sum(ssim_batch(sr[..., top : top + rows + margin, :], hr[..., top : top + rows + margin, :], crop_border=0)
-               * min(rows, h - margin - top) for top in range(0, h - margin, rows))
-    return psnr, ssim / (h - margin)
-
-
-def _squared_error(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """Per-image sum of squared Y errors (on the 0..255 scale) of a strip, from its PSNR."""
-    pixels = sr.shape[-2] * sr.shape[-1]
-    return 255.0**2 * pixels / 10.0 ** (psnr_batch(sr, hr, crop_border=0).double() / 10.0)
-
-
 def _centre(img: Image.Image, side: int) -> Image.Image:
     w, h = img.size
     cw, ch = min(w, side), min(h, side)
@@ -154,3 +128,11 @@ def _to_image(sr: torch.Tensor) -> Image.Image:
 
 def _to_batch(images: list[Image.Image]) -> torch.Tensor:
     return to_tensor([np.asarray(i) for i in images])
+
+
+def __getattr__(name: str):
+    # The strip scorer's names: every metric bounds its own memory (sr_models.metrics.STRIP_PIXELS).
+    if name in ("score", "SCORE_PIXELS"):
+        raise AttributeError(f"{__name__}.{name} is gone: every metric bounds its memory itself; use "
+                             "sr_models.metric_registry.score_batches (sr_models.metrics.STRIP_PIXELS)")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
