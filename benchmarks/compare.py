@@ -35,15 +35,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 
 from benchmarks import peers as peer_models
-from benchmarks.child import PROJECT_ROOT
 from benchmarks.cost import costs, training_cost
 from benchmarks.machine import describe
+from benchmarks.outputs import SHIPPED_RESULTS, fresh_output_dir
 from benchmarks.plots import write_plots
 from benchmarks.quality import named_folder, score_sets
 from benchmarks.report import README, STUDY, markdown, update_pages
@@ -52,20 +51,6 @@ from sr_models.degradations import PRESETS
 from sr_models.loading import DEFAULT_MODELS
 from sr_models.validation import non_negative_int, positive_int
 
-#: The results that ship with the project (linked from docs/study.md); written only on request.
-SHIPPED_RESULTS = PROJECT_ROOT / "benchmarks" / "results"
-#: Where a run writes by default: git-ignored, one fresh folder per run.
-RUNS = PROJECT_ROOT / "runs"
-
-
-def fresh_output_dir(now: float | None = None) -> Path:
-    """``runs/compare-<local time>``, with a counter when that folder exists already."""
-    base = RUNS / time.strftime("compare-%Y%m%d-%H%M%S", time.localtime(now))
-    folder, n = base, 1
-    while folder.exists():
-        n += 1
-        folder = base.with_name(f"{base.name}-{n}")
-    return folder
 
 
 def peer_facts(models: dict, threads: int) -> dict:
@@ -111,7 +96,7 @@ def output_dir(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Pat
         parser.error("--write-shipped-results writes benchmarks/results/; leave out --output-dir")
     if args.output_dir:
         return Path(args.output_dir)
-    return SHIPPED_RESULTS if shipped else fresh_output_dir()
+    return SHIPPED_RESULTS if shipped else fresh_output_dir("compare")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 
 from benchmarks.child import PROJECT_ROOT
 from benchmarks.machine import describe
+from benchmarks.outputs import fresh_output_dir
 from benchmarks.quality import named_folder, score_sets, table_key
 from sr_models.bundled import denoisable_names
 from sr_models.denoise import blend, clean_partner
@@ -140,16 +140,6 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def fresh_output_dir() -> Path:
-    """``runs/denoise-<local time>`` (git-ignored), never an existing folder."""
-    base = PROJECT_ROOT / "runs" / time.strftime("denoise-%Y%m%d-%H%M%S")
-    folder, n = base, 1
-    while folder.exists():
-        n += 1
-        folder = base.with_name(f"{base.name}-{n}")
-    return folder
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", choices=denoisable_names(), default=None,
@@ -168,7 +158,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.model = args.model or denoisable_names()
     args.hr = args.hr or DEFAULT_SETS
     args.hr_size = args.hr_size or None
-    args.out = args.out or str(fresh_output_dir())
+    args.out = args.out or str(fresh_output_dir("denoise"))
     return args
 
 

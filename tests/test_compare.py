@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from benchmarks import compare, cost, quality, report
+from benchmarks import compare, cost, outputs, quality, report
 from sr_models import ESPCN, HAT, load_model
 from sr_models.loading import DEFAULT_MODELS
 
@@ -152,18 +152,18 @@ def test_sets_must_have_distinct_names_and_a_folder(tmp_path, capsys):
 
 
 def test_a_rerun_writes_a_fresh_untracked_folder_and_never_the_shipped_results(tmp_path, monkeypatch):
-    monkeypatch.setattr(compare, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(outputs, "RUNS", tmp_path / "runs")
     first = Path(compare.parse_args(["--hr", "faces"]).output_dir)
     assert first.parent == tmp_path / "runs" and first.name.startswith("compare-")
     first.mkdir(parents=True)
     second = Path(compare.parse_args(["--hr", "faces"]).output_dir)
     assert second != first and not second.exists()  # a fresh folder, even within the same second
-    gitignore = (compare.PROJECT_ROOT / ".gitignore").read_text().splitlines()
-    assert f"/{compare.RUNS.name}/" in gitignore  # the default folder is never committed
+    gitignore = (outputs.PROJECT_ROOT / ".gitignore").read_text().splitlines()
+    assert f"/{outputs.RUNS.name}/" in gitignore  # the default folder is never committed
 
 
 def test_only_an_explicit_flag_writes_the_shipped_results(tmp_path, capsys):
-    shipped = str(compare.SHIPPED_RESULTS)
+    shipped = str(outputs.SHIPPED_RESULTS)
     assert compare.parse_args(["--hr", "faces", "--write-shipped-results"]).output_dir == shipped
     assert compare.parse_args(["--hr", "faces", "--update-readme"]).output_dir == shipped  # the pages link there
     chosen = ["--hr", "faces", "--update-readme", "--output-dir", str(tmp_path)]

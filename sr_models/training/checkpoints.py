@@ -60,6 +60,10 @@ class RunState:
     #: EMA updates made (their count sets the warm-up decay); None in checkpoints written
     #: before it was recorded, whose runs updated the EMA once per step.
     ema_updates: int | None = None
+    #: Every validation of the run, oldest first: {"step", "wall_time_s" (the run's clock),
+    #: one value per ``sr_models.metric_registry`` key}; empty in checkpoints written before
+    #: it was recorded.
+    validation_history: list[dict] = field(default_factory=list)
 
     @property
     def schedule_step(self) -> int:
@@ -138,6 +142,9 @@ def _checked_state(raw: dict) -> RunState:
         raise ValueError(f"'loaders' must be a list, got {state.loaders!r}")
     for position in state.loaders:
         _checked_loader(position)
+    if not isinstance(state.validation_history, list) or not all(
+            isinstance(entry, dict) for entry in state.validation_history):
+        raise ValueError(f"'validation_history' must be a list of objects, got {state.validation_history!r}")
     for name in ("last_metrics", "degradation"):
         if getattr(state, name) is not None and not isinstance(getattr(state, name), dict):
             raise ValueError(f"{name!r} must be an object, got {getattr(state, name)!r}")

@@ -132,6 +132,16 @@ def _data_facts(data: dict, terms: DataTerms, loaders: list[dict]) -> dict:
     }
 
 
+def _validation_facts(state: RunState) -> dict:
+    """The run's validation history (``RunState.validation_history``: step, training seconds,
+    every registry metric) and, once, the bicubic baseline of the same images (None when
+    the run never validated)."""
+    metrics = state.last_metrics or {}
+    prefix = metric_registry.BASELINE_PREFIX
+    bicubic = {key: metrics.get(f"{prefix}{key}") for key in metric_registry.KEYS} if metrics else None
+    return {"validation_history": state.validation_history, "validation_bicubic": bicubic}
+
+
 def training_facts(args, accelerator, model, state: RunState, *, data: dict, terms: DataTerms, loaders: list[dict],
                    steps_per_second: float, resumed_from: str | None) -> dict:
     """What the study compares between runs, written to training_facts.json."""
@@ -172,6 +182,7 @@ def training_facts(args, accelerator, model, state: RunState, *, data: dict, ter
         "seed": args.seed,
         "data": _data_facts(data, terms, loaders),
         "resumed_from": public_path(resumed_from) if resumed_from else None,
+        **_validation_facts(state),
         "command": args.public_command,
         "versions": {"sr_models": sr_models.__version__, "torch": torch.__version__,
                      "accelerate": accelerate.__version__, "datasets": datasets.__version__},

@@ -278,10 +278,12 @@ class Trainer:
             progress.update(1)
             progress.set_postfix(loss=f"{loss:.4g}", lr=f"{lr:.3g}")
             acc.log({"train/loss": loss, "train/lr": lr}, step=state.step)
-            if state.step % args.checkpointing_steps == 0:
-                self.save_checkpoint()
+            # Validation first: the checkpoint of this step then carries its validation, which
+            # a run resumed from it keeps in its history.
             if self.has_validation and state.step % args.validation_steps == 0:
                 self.validate()
+            if state.step % args.checkpointing_steps == 0:
+                self.save_checkpoint()
         progress.close()
         self.finish()
 
@@ -388,6 +390,7 @@ class Trainer:
         """Validate on the main process (the others wait); returns the metrics there."""
         acc, step = self.accelerator, self.state.step
         metrics = None
+        seconds = self.clock.elapsed()  # training time up to this step, before validating it
         with self.clock.paused():
             if acc.is_main_process:
                 self._weights_for_eval()
@@ -397,6 +400,7 @@ class Trainer:
                 metrics = {"step": step, "weights": "ema" if self.ema else "model", "images": len(self.validator),
                            "scale": self.args.scale, **result, **baseline}
                 self.state.last_metrics = metrics
+                self._record_validation(seconds, result)
                 logger.info("step %d: %s on %d images", step, metric_registry.describe(result, b), len(self.validator))
                 key = metric_registry.PRIMARY.key
                 if None not in (result[key], b[key]) and result[key] < b[key]:  # None: every image identical
@@ -410,6 +414,20 @@ class Trainer:
             acc.wait_for_everyone()
         self._validated_step = step
         return metrics
+
+    def _record_validation(self, seconds: float, result: dict) -> None:
+        """Append this step's validation to the run's history (checkpoints and the facts carry it).
+
+        Args:
+            seconds: the run's training time so far, over all resumed segments (``self.clock``).
+            result: the validation's value of every registry metric.
+        """
+        step = self.state.step
+        values = {key: result.get(key) for key in metric_registry.KEYS}
+        entry = {"step": step, "wall_time_s": round(seconds, 2), **values}
+        # A step validated again (finish() after resuming from the last checkpoint) replaces its entry.
+        earlier = [e for e in self.state.validation_history if e["step"] < step]
+        self.state.validation_history = [*earlier, entry]
 
     def finish(self) -> None:
         """Validate the last step if it was not, then write (and publish) the model folder.
