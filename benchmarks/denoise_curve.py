@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.child import PROJECT_ROOT
 from benchmarks.machine import describe
 from benchmarks.outputs import fresh_output_dir
 from benchmarks.quality import named_folder, score_sets, table_key
@@ -34,9 +33,9 @@ from sr_models.evaluation import BICUBIC, describe_lr
 from sr_models.loading import load_bundled
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: The study's held-out sets (scripts.finalize and benchmarks.compare use the same).
-DEFAULT_SETS = [("celeba", PROJECT_ROOT / "data/faces256v2/val"),
-                ("studio", PROJECT_ROOT / "data/faces256v2/val_studio")]
+#: The study's held-out sets (scripts.finalize and benchmarks.compare use the same),
+#: relative to the project root the script runs from: the report names no local path.
+DEFAULT_SETS = [("celeba", Path("data/faces256v2/val")), ("studio", Path("data/faces256v2/val_studio"))]
 #: LR of each table: the protocol, then the realistic preset the real-photo weights were trained for.
 DEGRADATIONS = [None, "moderate"]
 JSON_FILE, PLOT_FILE = "denoise_curve.json", "denoise_curve.png"
@@ -146,7 +145,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"real-photo bundled model (repeatable; default: {' '.join(denoisable_names())})")
     parser.add_argument("--hr", action="append", type=named_folder, default=None, metavar="[NAME=]DIR",
                         help="a held-out set (repeatable; default: "
-                             f"{' '.join(f'{n}={p.relative_to(PROJECT_ROOT)}' for n, p in DEFAULT_SETS)})")
+                             f"{' '.join(f'{n}={p}' for n, p in DEFAULT_SETS)})")
     parser.add_argument("--hr-size", type=int, default=256, help="HR side (centre crop + resize); 0 keeps it")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each set only")
     parser.add_argument("--seed", type=int, default=0, help="seed of the moderate LR images (default: 0)")
