@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks import denoise_curve
+from benchmarks import denoise_curve, outputs
 from sr_models import ESPCN, HAT, load_model, upscale
 from sr_models.bundled import BUNDLED, REAL_PHOTO_MODELS, bundled_folder, denoisable_names
 from sr_models.cli import main
@@ -201,7 +201,8 @@ def test_the_curve_scores_every_strength_under_both_lr(held_out, tmp_path):
 def test_the_curve_script_defaults(tmp_path):
     args = denoise_curve.parse_args([])
     assert args.model == REAL_PHOTO_MODELS and [name for name, _ in args.hr] == ["celeba", "studio"]
-    assert Path(args.out).parent == denoise_curve.PROJECT_ROOT / "runs" and Path(args.out).name.startswith("denoise-")
+    assert Path(args.out).parent == outputs.RUNS and Path(args.out).name.startswith("denoise-")
+    assert all(not folder.is_absolute() for _, folder in args.hr)  # the report names no local path
     assert not Path(args.out).exists()
     args = denoise_curve.parse_args(["--model", "hat-real", "--hr", f"x={tmp_path}", "--out", str(tmp_path / "o")])
     assert args.model == ["hat-real"] and args.hr == [("x", tmp_path)] and args.out == str(tmp_path / "o")
