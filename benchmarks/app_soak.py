@@ -84,15 +84,14 @@ def disk_state(tmp: Path, cache: Path) -> dict[str, float]:
             "cache files": cache_files, "cache MB": cache_mb}
 
 
-def start_server(args, root: Path) -> tuple[subprocess.Popen, str]:
+def start_server(root: Path, argv: list[str]) -> subprocess.Popen:
+    """``python <argv>`` (a server on loopback) with its own TMPDIR and GRADIO_TEMP_DIR under
+    ``root``, offline, its output in root/server.log."""
     env = {**os.environ, "TMPDIR": str(root / "tmp"), "GRADIO_TEMP_DIR": str(root / "gradio"),
            "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     (root / "tmp").mkdir()
-    port = free_port()
-    log = (root / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "-c", SERVE, args.app, str(port), str(args.cache_max_age or "")],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
-    return server, f"http://127.0.0.1:{port}/"
+    with (root / "server.log").open("w") as log:
+        return subprocess.Popen([sys.executable, *argv], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def connect(server: subprocess.Popen, url: str, log: Path):
@@ -129,7 +128,9 @@ def print_row(row: dict, header: bool = False) -> None:
 def soak(args, root: Path) -> None:
     from gradio_client import handle_file
 
-    server, url = start_server(args, root)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    server = start_server(root, ["-c", SERVE, args.app, str(port), str(args.cache_max_age or "")])
     try:
         client = connect(server, url, root / "server.log")
         rng = np.random.default_rng(0)
@@ -144,7 +145,7 @@ def soak(args, root: Path) -> None:
             if i == args.requests or time.monotonic() - start > args.max_seconds:
                 break
             Image.fromarray(rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)).save(image_path)
-            client.predict(handle_file(str(image_path)), MODES[i % 2], "ESPCN", "HAT", False, api_name="/compare")
+            client.predict(handle_file(str(image_path)), "Clean downscale", MODES[i % 2], api_name="/compare")
     finally:
         stop_server(server)
     print("after the server exited:", disk_state(root / "tmp", root / "gradio"))
