@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +25,7 @@ from PIL import Image
 
 from .app_soak import connect, free_port, proc_status_mb, start_server, stop_server
 from .machine import describe
+from .outputs import scratch_folder
 
 UPSCALE, BENCHMARK = "Upscale", "Benchmark"
 CLEAN, REAL = "Clean downscale", "Real photo"
@@ -120,19 +119,13 @@ def run_case(name: str, root: Path) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="app-memory-"))
     print(describe())
     print(f"{'case':<20} {'seconds':>8} {'VmHWM MB':>9} {'VmRSS MB':>9}  answers / what")
-    try:
+    with scratch_folder("app-memory-", args.keep) as root:
         for name in args.cases:
             row = run_case(name, root)
             print(f"{name:<20} {row['seconds']:>8.0f} {row['VmHWM MB']:>9.0f} {row['VmRSS MB']:>9.0f}  "
                   f"{row['answers']} / {CASES[name][0]}", flush=True)
-    finally:
-        if args.keep:
-            print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

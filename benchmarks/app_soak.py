@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .outputs import scratch_folder
 
 #: Runs in the child (``-c``: the current folder is importable): build the app, serve it
 #: on loopback.
@@ -153,15 +153,9 @@ def soak(args, root: Path) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="app-soak-"))
-    print(f"app {args.app}, {args.requests} requests of {args.size}x{args.size} px, soak folder {root}")
-    try:
+    with scratch_folder("app-soak-", args.keep) as root:
+        print(f"app {args.app}, {args.requests} requests of {args.size}x{args.size} px, soak folder {root}")
         soak(args, root)
-    finally:
-        if args.keep:
-            print(f"kept {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

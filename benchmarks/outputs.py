@@ -4,7 +4,11 @@ flag of each script writes those)."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.child import PROJECT_ROOT
@@ -29,3 +33,24 @@ def fresh_output_dir(name: str, now: float | None = None) -> Path:
         n += 1
         folder = base.with_name(f"{base.name}-{n}")
     return folder
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str, keep: bool) -> Iterator[Path]:
+    """A temporary folder for a benchmark's servers and files, removed afterwards.
+
+    Args:
+        prefix: the start of its name, e.g. ``"app-memory-"``.
+        keep: leave it (and say where) instead, to look inside.
+
+    Yields:
+        The folder.
+    """
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield root
+    finally:
+        if keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
