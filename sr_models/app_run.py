@@ -24,9 +24,10 @@ from .app_limits import TILE_SIZE, check_upload_size, choose_tile, needs_tiling
 from .app_models import (DENOISE_STRENGTH, kind_degradation, kind_models, method_labels, pad_multiple, precision,
                          run_models)
 from .app_results import DEGRADED, INPUT, ORIGINAL, RunFiles, download_stem, nearest
-from .evaluation import BICUBIC, describe_lr, make_lr, prepare_hr, resolve_degradation, run_methods
+from .evaluation import BICUBIC, run_methods
 from .image_io import TIFF_MODES, load_image, open_image
 from .metric_registry import METRICS, PRIMARY, score_pair
+from .protocol import describe_lr, make_pair
 
 try:  # ZeroGPU Spaces: run the heavy function on a GPU; a no-op everywhere else.
     import spaces
@@ -69,8 +70,7 @@ def benchmark_input(image: Image.Image, scale: int, degradation: str | None) -> 
     """(HR, LR): the protocol's HR and its LR under ``degradation`` (None: bicubic; a
     preset: that realistic degradation, seed 0, the first image of the evaluation's
     sequence). Its size was checked by :func:`check_upload_size`."""
-    hr = prepare_hr(image, scale)
-    return hr, make_lr(hr, scale, resolve_degradation(degradation)[1], seed=0, index=0)
+    return make_pair(image, scale, degradation=degradation, seed=0, index=0)
 
 
 def upscale_options(lr_size: tuple[int, int], force_tiling: bool, labels: dict[str, str], progress):

@@ -66,10 +66,10 @@ def blend(clean: SRModelMixin, real: SRModelMixin, strength: float) -> SRModelMi
             different classes or configurations (naming both and the first differing field).
     """
     check_fields("denoise", {"strength": STRENGTH_RULE}, {"strength": strength})
-    _check_compatible(clean, real)
-    clean_state = clean.state_dict()
+    clean_state, real_state = clean.state_dict(), real.state_dict()
+    _check_compatible(clean, real, clean_state.keys() == real_state.keys())
     blended = {}
-    for key, theirs in real.state_dict().items():
+    for key, theirs in real_state.items():
         ours = clean_state[key]
         if theirs.is_floating_point():
             # lerp is exact at both ends: a + 0 * (b - a) for weight < 0.5, b - (b - a) * 0 from 0.5 on
@@ -87,8 +87,8 @@ def blend(clean: SRModelMixin, real: SRModelMixin, strength: float) -> SRModelMi
     return model
 
 
-def _check_compatible(clean: SRModelMixin, real: SRModelMixin) -> None:
-    """The same class and configuration, so that every weight has its counterpart."""
+def _check_compatible(clean: SRModelMixin, real: SRModelMixin, same_weight_names: bool) -> None:
+    """The same class, configuration and weight names, so that every weight has its counterpart."""
     if type(clean) is not type(real):
         raise ValueError(f"cannot blend {_describe(clean)} with {_describe(real)}: different architectures")
     clean_config, real_config = clean.config, real.config
@@ -96,7 +96,7 @@ def _check_compatible(clean: SRModelMixin, real: SRModelMixin) -> None:
         if clean_config.get(key) != real_config.get(key):
             raise ValueError(f"cannot blend {_describe(clean)} with {_describe(real)}: their config differs in "
                              f"{key!r} ({clean_config.get(key)!r} vs {real_config.get(key)!r})")
-    if clean.state_dict().keys() != real.state_dict().keys():
+    if not same_weight_names:
         raise ValueError(f"cannot blend {_describe(clean)} with {_describe(real)}: their weights have different names")
 
 
