@@ -22,6 +22,7 @@ only roughly equal compute. Run from the project root:
     python -m benchmarks.training_curves      # the bundled faces pair, a fresh runs/training-curves-<time>/
     python -m benchmarks.training_curves --model a=runs/a --model b=runs/b --table val --out runs/curves
     python -m benchmarks.training_curves --write-shipped-results   # also benchmarks/results/psnr_vs_training_time.*
+    python -m benchmarks.training_curves --write-shipped-results --into-cards   # and in the weights' model cards
 
 Prints one line per ordered pair of models (does the second overtake the first?) and
 writes ``training_curves.json`` and ``psnr_vs_training_time.png``.
@@ -259,9 +260,33 @@ def run(args: argparse.Namespace) -> dict:
         (folder / json_name).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
         plot(records, folder / PLOT_FILE)
         print(f"training_curves: wrote {folder / json_name} and {folder / PLOT_FILE}")
+    if args.into_cards:
+        put_in_cards([Path(folder) for _, folder in args.model], Path(args.out) / PLOT_FILE)
     for pair in pairs:
         print(pair["sentence"])
     return report
+
+
+def put_in_cards(folders: list[Path], plot_file: Path) -> None:
+    """The plot as the training-curve picture of each saved model among ``folders`` (those
+    with a config.json; a run that has not finished has none), re-saved in place:
+    ``save_pretrained`` replaces the model's files together, so a failure leaves the folder
+    as it was."""
+    from PIL import Image
+
+    from sr_models import load_model
+    from sr_models.constants import CONFIG_FILE
+
+    with Image.open(plot_file) as opened:
+        image = opened.convert("RGB")
+    for folder in folders:
+        if not (folder / CONFIG_FILE).is_file():
+            print(f"training_curves: {folder} holds no saved model; its card is left as it is")
+            continue
+        model = load_model(folder)
+        model.training_curve_image = image
+        model.save_pretrained(folder)
+        print(f"training_curves: the plot is now in {folder}'s model card")
 
 
 def named_path(text: str) -> tuple[str, Path]:
@@ -284,6 +309,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default=None, help="output folder (default: a fresh runs/training-curves-<time>/)")
     parser.add_argument("--write-shipped-results", action="store_true",
                         help=f"also write {PLOT_FILE} and {SHIPPED_JSON} to benchmarks/results/")
+    parser.add_argument("--into-cards", action="store_true",
+                        help="also put the plot in the model card of every --model folder that holds a saved model")
     args = parser.parse_args(argv)
     if args.model is None:
         args.model, args.history = DEFAULT_MODELS, args.history or DEFAULT_HISTORIES

@@ -249,9 +249,11 @@ def _evaluation_row(info: CardInfo, evaluation: dict) -> dict:
             "shown": shown, "gain": evaluation["model"][PRIMARY.key] - evaluation["bicubic"][PRIMARY.key]}
 
 
-def render_model_card(model, info: CardInfo | None = None, *, comparison_image: str | None = None) -> ModelCard:
+def render_model_card(model, info: CardInfo | None = None, *, comparison_image: str | None = None,
+                      training_curve_image: str | None = None) -> ModelCard:
     """The card of ``model`` with the facts in ``info``; ``comparison_image`` is the file
-    name (in the same folder) of an LR | bicubic | model | HR strip, if there is one."""
+    name (in the same folder) of an LR | bicubic | model | HR strip, and
+    ``training_curve_image`` of held-out PSNR against training time, if there are some."""
     info = info or CardInfo()
     info.check_licence()
     arch = type(model).__name__
@@ -292,6 +294,7 @@ def render_model_card(model, info: CardInfo | None = None, *, comparison_image: 
         realistic_training=realistic_training(info),
         protocol=PROTOCOL,
         comparison_image=comparison_image,
+        training_curve_image=training_curve_image,
         faces=info.faces,
         licence=_licence_line(info),
         licence_note=info.licence_note,

@@ -17,12 +17,14 @@ PIPELINE_TAG = "image-to-image"
 #: Key added to config.json so that a folder or repo says which class it holds.
 ARCHITECTURE_KEY = "architecture"
 #: Files of a ``save_pretrained`` folder (the names huggingface_hub uses): settings,
-#: weights, model card; then the card's facts and its comparison picture.
+#: weights, model card; then the card's facts and its pictures (an LR | bicubic | model | HR
+#: strip; held-out PSNR against training time, beside other models).
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 CARD_INFO_FILE = "model_card.json"
 COMPARISON_IMAGE_FILE = "comparison.png"
+TRAINING_CURVE_FILE = "training_curve.png"
 
 #: The evaluation protocol every score in this project follows (cards, CLI, study).
 PROTOCOL = ("LR = PIL bicubic downscale of HR (cropped to a multiple of the scale); "

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the card renderer (jinja2, evaluation facts) is imported on
     from .cards import CardInfo
 
 from .constants import (ARCHITECTURE_KEY, BASE_TAGS, CARD_FILE, CARD_INFO_FILE, COMPARISON_IMAGE_FILE, CONFIG_FILE,
-                        LIBRARY_NAME, MAX_CONFIG_BYTES, PIPELINE_TAG, PROJECT_URL, WEIGHTS_FILE)
+                        LIBRARY_NAME, MAX_CONFIG_BYTES, PIPELINE_TAG, PROJECT_URL, TRAINING_CURVE_FILE, WEIGHTS_FILE)
 from .publish import NETWORK_ERRORS, Timeout, require_login, unreachable, upload_errors
 from .validation import check_model_size  # noqa: F401 - sr_models.hub.check_model_size, where it was defined
 
@@ -51,7 +51,9 @@ logger = logging.getLogger(__name__)
 _DOWNLOAD_ARGS = ("revision", "cache_dir", "force_download", "local_files_only", "token")
 #: The files ``save_pretrained`` writes; saving replaces exactly these in an existing
 #: folder (a training run's checkpoints, logs and metrics beside them stay).
-MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, CARD_INFO_FILE, COMPARISON_IMAGE_FILE)
+MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, CARD_INFO_FILE, COMPARISON_IMAGE_FILE, TRAINING_CURVE_FILE)
+#: The card's pictures: the model's attribute that holds each one, and its file.
+CARD_IMAGES = {"comparison_image": COMPARISON_IMAGE_FILE, "training_curve_image": TRAINING_CURVE_FILE}
 #: Seconds to wait for a connection to the Hub before calling it unreachable (reading an
 #: answer may take HF_HUB_ETAG_TIMEOUT, as in huggingface_hub). A connection takes well
 #: under a second (a lost SYN is resent after 1 s). huggingface_hub's first request of a
@@ -77,8 +79,8 @@ class SRModelMixin(
     Subclasses take only JSON-able constructor arguments, which the mixin writes to
     config.json, and state the facts the pipeline reads (declared below; each one tested
     for every architecture in tests/test_model_facts.py). ``card_info`` (evaluations,
-    training facts, licence) and ``comparison_image`` are what the model card shows; they
-    are saved beside the weights and loaded back.
+    training facts, licence), ``comparison_image`` and ``training_curve_image`` are what the
+    model card shows; they are saved beside the weights and loaded back.
     """
 
     #: The upscaling factor.
@@ -98,6 +100,8 @@ class SRModelMixin(
     supports_gradient_checkpointing: bool = False
     card_info: CardInfo | None = None
     comparison_image: Image.Image | None = None
+    #: Held-out PSNR against training time (``python -m benchmarks.training_curves``).
+    training_curve_image: Image.Image | None = None
     #: False for a fresh model (random weights, e.g. from a preset); True once trained
     #: weights are loaded (``from_pretrained``, bundled weights, an official checkpoint).
     pretrained: bool = False
@@ -129,8 +133,9 @@ class SRModelMixin(
         """The real card (the mixin's default is a generic template)."""
         from .cards import render_model_card
 
-        image = COMPARISON_IMAGE_FILE if self.comparison_image is not None else None
-        return render_model_card(self, self.card_info, comparison_image=image)
+        images = {attribute: file if getattr(self, attribute) is not None else None
+                  for attribute, file in CARD_IMAGES.items()}
+        return render_model_card(self, self.card_info, **images)
 
     def save_pretrained(self, save_directory, *, config=None, card_info: CardInfo | None = None,
                         comparison_image: Image.Image | None = None, push_to_hub: bool = False,
@@ -160,8 +165,9 @@ class SRModelMixin(
             # name) fails the save before the weights are written. The mixin then writes the
             # weights and config.json, and keeps this README.md.
             self.generate_model_card(**(kwargs.pop("model_card_kwargs", None) or {})).save(staging / CARD_FILE)
-            if self.comparison_image is not None:
-                self.comparison_image.save(staging / COMPARISON_IMAGE_FILE)
+            for attribute, file in CARD_IMAGES.items():
+                if getattr(self, attribute) is not None:
+                    getattr(self, attribute).save(staging / file)
             (staging / CARD_INFO_FILE).write_text((self.card_info or CardInfo()).to_json())
             super().save_pretrained(staging, config=config)
         if push_to_hub:
@@ -219,7 +225,7 @@ class SRModelMixin(
         return model.eval()
 
     def _load_card(self, model_id: str, download: dict) -> None:
-        """The card's facts and picture saved beside the weights, when there are some. They
+        """The card's facts and pictures saved beside the weights, when there are some. They
         are optional: one that cannot be read is left out with a warning."""
         from .cards import CardInfo
         from .image_io import load_image
@@ -230,12 +236,13 @@ class SRModelMixin(
                 self.card_info = CardInfo.from_json(_read_small_text(info))
             except (ValueError, TypeError, AttributeError, RecursionError) as err:
                 logger.warning("ignoring %s (the card's facts): %s", info, err)
-        image = model_file(model_id, COMPARISON_IMAGE_FILE, download, required=False)
-        if image is not None:
-            try:
-                self.comparison_image = load_image(image).convert("RGB")
-            except ValueError as err:  # ImageInputError: not an image, truncated, too large
-                logger.warning("ignoring %s (the card's picture): %s", image, err)
+        for attribute, file in CARD_IMAGES.items():
+            image = model_file(model_id, file, download, required=False)
+            if image is not None:
+                try:
+                    setattr(self, attribute, load_image(image).convert("RGB"))
+                except ValueError as err:  # ImageInputError: not an image, truncated, too large
+                    logger.warning("ignoring %s (a picture of the card): %s", image, err)
 
 
 def check_finite_weights(model: nn.Module, source: str | os.PathLike) -> None:

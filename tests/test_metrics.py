@@ -63,6 +63,19 @@ def test_bicubic_astronaut_ssim_matches_skimage(scale):
     assert M.ssim(sr, hr, crop_border=scale) == pytest.approx(_skimage_ssim_valid(a, b), abs=1e-4)
 
 
+@pytest.mark.parametrize("shape", [(11, 11), (2, 3, 5, 20, 13), (1, 40, 300)])
+def test_gaussian_filter_is_the_valid_2d_convolution(shape):
+    """The shifted-sum filter equals a 2D convolution with the outer product of its taps
+    over the valid region, for any leading dimensions."""
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 255
+    g = M._gaussian_1d(torch.float64, torch.device("cpu"))
+    planes = x.reshape(-1, 1, *shape[-2:])
+    expected = torch.nn.functional.conv2d(planes, torch.outer(g, g)[None, None])
+    got = M.gaussian_filter_valid(x, g.tolist())
+    assert got.shape == (*shape[:-2], shape[-2] - 10, shape[-1] - 10)
+    assert torch.allclose(got.reshape(expected.shape), expected, rtol=0, atol=1e-9)
+
+
 def test_rgb_ssim_and_psnr_without_y_channel():
     sr, hr = _astronaut_pair(4)
     a = np.asarray(sr, dtype=np.float64)[4:-4, 4:-4]

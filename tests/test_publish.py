@@ -61,13 +61,15 @@ def test_card_without_facts_says_so():
 
 def test_save_load_round_trip_keeps_weights_config_and_card(tmp_path):
     model = HAT.from_preset("hat-tiny", upscale=2)
+    model.training_curve_image = Image.new("RGB", (16, 12), "blue")
     model.save_pretrained(tmp_path, card_info=INFO, comparison_image=Image.new("RGB", (32, 8), "red"))
     assert {p.name for p in tmp_path.iterdir()} == {
-        "README.md", "config.json", "model.safetensors", "model_card.json", "comparison.png"}
+        "README.md", "config.json", "model.safetensors", "model_card.json", "comparison.png", "training_curve.png"}
     loaded = HAT.from_pretrained(tmp_path)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
     assert loaded.config == model.config
     assert loaded.card_info == INFO and loaded.comparison_image.size == (32, 8)
+    assert loaded.training_curve_image.size == (16, 12) and "](training_curve.png)" in (tmp_path / "README.md").read_text()
     # re-saving a loaded model writes the same card (what push_to_hub uploads)
     loaded.save_pretrained(tmp_path / "again")
     assert (tmp_path / "again" / "README.md").read_text() == (tmp_path / "README.md").read_text()

@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
 
 from benchmarks import training_curves as tc
 
@@ -102,3 +104,26 @@ def test_the_cli_writes_json_and_png_and_prints_one_line_per_ordered_pair(tmp_pa
     assert "slow vs fast: slow 31.00 dB at 2.00 h" in lines[-2] and lines[-1].startswith("fast vs slow")
     with pytest.raises(SystemExit):
         tc.parse_args(["--model", f"fast={fast}"])
+
+
+def test_into_cards_puts_the_plot_in_each_saved_models_card_and_leaves_the_weights(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from sr_models import ESPCN, load_model
+    from sr_models.cards import CardInfo
+
+    fast, slow = single_run(tmp_path), staged(tmp_path)
+    model = ESPCN.from_preset("espcn-tiny")
+    model.save_pretrained(fast, card_info=CardInfo(training={"steps": 1000}),
+                          comparison_image=Image.new("RGB", (8, 8), "red"))
+    weights = load_file(fast / "model.safetensors")
+    tc.run(tc.parse_args(["--model", f"fast={fast}", "--model", f"slow={slow}", "--out", str(tmp_path / "out"),
+                          "--into-cards"]))
+    loaded = load_model(fast)
+    assert loaded.training_curve_image.size == Image.open(tmp_path / "out" / tc.PLOT_FILE).size
+    assert loaded.comparison_image.size == (8, 8)
+    assert all(torch.equal(weights[k], v) for k, v in load_file(fast / "model.safetensors").items())
+    card = (fast / "README.md").read_text()
+    assert "](training_curve.png)" in card and "](comparison.png)" in card
+    assert not (slow / "training_curve.png").exists()  # a facts folder without a model is left alone
+    assert f"{slow} holds no saved model" in capsys.readouterr().out
