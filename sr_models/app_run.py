@@ -15,12 +15,13 @@ import math
 import os
 
 import gradio as gr
+import torch
 from PIL import Image
 
 from .app_cache import ResultFolders
 from .app_choices import BENCHMARK_MODE, REAL_PHOTO
 from .app_errors import refuse, user_errors
-from .app_limits import TILE_SIZE, check_upload_size, choose_tile, needs_tiling
+from .app_limits import TILE_SIZE, TILE_WORKERS, check_upload_size, choose_tile, needs_tiling
 from .app_models import (DENOISE_STRENGTH, kind_degradation, kind_models, method_labels, pad_multiple, precision,
                          run_models)
 from .app_results import DEGRADED, INPUT, ORIGINAL, RunFiles, download_stem, nearest
@@ -75,8 +76,10 @@ def benchmark_input(image: Image.Image, scale: int, degradation: str | None) -> 
 
 def upscale_options(lr_size: tuple[int, int], force_tiling: bool, labels: dict[str, str], progress):
     """(name, model) -> the library's upscale options for that model, asked for as it starts:
-    tiles where its padded input is over MAX_UNTILED_PIXELS (or when asked), its precision,
-    the progress bar (its name, then each tile)."""
+    tiles where its padded input is over MAX_UNTILED_PIXELS (or when asked), TILE_WORKERS of
+    them at once, its precision, the progress bar (its name, then each tile)."""
+    workers = min(TILE_WORKERS, torch.get_num_threads())
+
     def options(name, model) -> dict:
         tile = None
         if force_tiling:
@@ -88,7 +91,7 @@ def upscale_options(lr_size: tuple[int, int], force_tiling: bool, labels: dict[s
         def report(done: int, total: int) -> None:
             progress((done, total), desc=f"{labels[name]}: tile {done}/{total}")
 
-        return {"tile": tile, "dtype": precision(name).dtype, "progress": report}
+        return {"tile": tile, "tile_workers": workers, "dtype": precision(name).dtype, "progress": report}
     return options
 
 

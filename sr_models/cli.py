@@ -116,6 +116,9 @@ def _run_options() -> argparse.ArgumentParser:
     run.add_argument("--tile-overlap", type=non_negative_int, default=None, metavar="N",
                      help="LR pixels shared by neighbouring tiles (default: ESPCN's receptive field, "
                           "two attention windows for HAT)")
+    run.add_argument("--tile-workers", type=positive_int, default=1, metavar="N",
+                     help="on the CPU, tiles run at once, each on one thread: often faster than one tile on "
+                          "every thread, with N tiles' memory (default: %(default)s)")
     run.add_argument("--device", default=None, help="cuda, cuda:N, mps or cpu (default: the best available)")
     run.add_argument("--dtype", default=None,
                      help="autocast precision: bfloat16 or float16 (default: float32, no autocast)")

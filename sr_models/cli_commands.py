@@ -29,7 +29,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     hr_size = args.hr_size or None  # 0 keeps the size
     with tqdm(total=len(hr_images), unit="img", disable=args.quiet) as bar:
         result = evaluate(models, hr_images, scale=args.scale, hr_size=hr_size, degradation=args.degradation,
-                          seed=args.seed, tile=args.tile, tile_overlap=args.tile_overlap, device=args.device,
+                          seed=args.seed, tile=args.tile, tile_overlap=args.tile_overlap,
+                          tile_workers=args.tile_workers, device=args.device,
                           dtype=args.dtype, on_image=lambda _: bar.update())
     print(f"x{args.scale}, {len(result.images)} images from {args.hr}" + (f" at {hr_size}px" if hr_size else ""))
     print(result.table())

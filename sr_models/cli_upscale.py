@@ -249,7 +249,8 @@ def _upscale_one(job: Job, inputs: set[Path], args: argparse.Namespace, bar) -> 
 
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
     dst, image_format = _destination(job, inputs, args, max_pixels)
-    result = upscale(job.model, job.src, tile=args.tile, tile_overlap=args.tile_overlap, device=args.device,
+    result = upscale(job.model, job.src, tile=args.tile, tile_overlap=args.tile_overlap,
+                     tile_workers=args.tile_workers, device=args.device,
                      dtype=args.dtype, max_pixels=max_pixels,
                      progress=lambda done, total: bar.set_postfix_str(f"{job.src.name} tile {done}/{total}",
                                                                       refresh=False))

@@ -22,6 +22,7 @@ from torch import nn
 
 from .image_io import (DEFAULT_MAX_PIXELS, ImageInputError, check_image_size, join_image, load_image,
                        split_image, warn_if_animated)
+from .tile_pool import in_callers_modes, map_in_order, single_threaded_pool
 
 logger = logging.getLogger(__name__)
 
@@ -188,37 +189,52 @@ def _tile_margin(model: nn.Module, overlap: int) -> int:
 
 
 def upscale_tiled(model: nn.Module, lr: torch.Tensor, tile: int, overlap: int,
-                  progress: ProgressCallback | None = None) -> torch.Tensor:
+                  progress: ProgressCallback | None = None, workers: int = 1) -> torch.Tensor:
     """``upscale_tensor`` over overlapping tiles of ``tile`` LR pixels, blended.
 
     ``tile`` is rounded down and ``overlap`` up to multiples of ``model.pad_multiple``.
-    Peak memory follows the tile: one tile is on the model's device at a time; the
-    full-size output is accumulated on the CPU. Returns (B, C, sH, sW) float32 on CPU.
+    Peak memory follows the tile: one tile is on the model's device at a time (on the
+    CPU, ``workers`` tiles at once, each on one thread: :mod:`sr_models.tile_pool`); the
+    full-size output is accumulated on the CPU, in the tiles' order whatever the workers.
+    Returns (B, C, sH, sW) float32 on CPU.
     """
+    check_tile_workers(workers)
     b, c, h, w = lr.shape
     s = model.scale
     tile, overlap = tile_geometry(model, tile, overlap)
     margin = _tile_margin(model, overlap)
     stride = tile - overlap
-    ys, xs = _tile_starts(h, tile, stride), _tile_starts(w, tile, stride)
+    boxes = [(y, min(tile, h - y), x, min(tile, w - x))
+             for y in _tile_starts(h, tile, stride) for x in _tile_starts(w, tile, stride)]
     device = next(model.parameters()).device
+
+    def run(box: tuple[int, int, int, int]) -> torch.Tensor:
+        y, th, x, tw = box
+        return upscale_tensor(model, lr[..., y:y + th, x:x + tw].to(device)).float().cpu()
+
     out = torch.zeros(b, c, s * h, s * w)
     weight = torch.zeros(1, 1, s * h, s * w)
-    total, done = len(ys) * len(xs), 0
-    for y in ys:
-        th = min(tile, h - y)
+    for done, ((y, th, x, tw), patch) in enumerate(zip(boxes, _tile_outputs(run, boxes, workers, device)), 1):
         wy = _blend_ramp(th, overlap, margin, y > 0, y + th < h).repeat_interleave(s)
-        for x in xs:
-            tw = min(tile, w - x)
-            wx = _blend_ramp(tw, overlap, margin, x > 0, x + tw < w).repeat_interleave(s)
-            patch = upscale_tensor(model, lr[..., y:y + th, x:x + tw].to(device)).float().cpu()
-            tile_weight = wy[:, None] * wx[None, :]
-            out[..., s * y:s * (y + th), s * x:s * (x + tw)] += patch * tile_weight
-            weight[..., s * y:s * (y + th), s * x:s * (x + tw)] += tile_weight
-            done += 1
-            if progress is not None:
-                progress(done, total)
+        wx = _blend_ramp(tw, overlap, margin, x > 0, x + tw < w).repeat_interleave(s)
+        tile_weight = wy[:, None] * wx[None, :]
+        out[..., s * y:s * (y + th), s * x:s * (x + tw)] += patch * tile_weight
+        weight[..., s * y:s * (y + th), s * x:s * (x + tw)] += tile_weight
+        if progress is not None:
+            progress(done, len(boxes))
     return out.div_(weight)  # in place: the output is the largest tensor here
+
+
+def _tile_outputs(run, boxes: list, workers: int, device: torch.device):
+    """Each tile's output in order: one after the other, or ``workers`` at once on the CPU."""
+    if workers == 1 or device.type != "cpu" or len(boxes) == 1:
+        return map(run, boxes)
+    return map_in_order(single_threaded_pool(workers), in_callers_modes(run), boxes, ahead=workers)
+
+
+def check_tile_workers(workers: int) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"tile_workers={workers!r} is invalid: expected an integer >= 1")
 
 
 # --------------------------------------------------------------------------- devices
@@ -337,6 +353,7 @@ def upscale(
     *,
     tile: int | str | None = None,
     tile_overlap: int | None = None,
+    tile_workers: int = 1,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     progress: ProgressCallback | None = None,
@@ -354,11 +371,15 @@ def upscale(
     ``tile``: None (whole image), an LR tile side, or "auto" (tiles only when the image
     does not fit the device's free memory); tiles overlap by ``tile_overlap`` LR pixels
     (default: the model's receptive field for ESPCN, two windows for HAT) and are blended.
+    ``tile_workers``: on the CPU, how many tiles run at once, each on one thread (faster
+    than one tile on all threads where its small operations leave cores idle; memory
+    grows with it): at most the torch threads, as a rule.
     ``device``: default cuda > mps > cpu; the model is moved there and set to eval mode.
     ``dtype``: "float32" (default), "bfloat16" or "float16" autocast.
     ``progress(done, total)`` is called after each tile.
     """
     overlap = check_tiling(model, tile, tile_overlap)
+    check_tile_workers(tile_workers)
     device = resolve_device(device)  # before the model is touched: a bad device leaves it where it was
     image, name = _open(image, max_pixels)
     parts = split_image(image, name)
@@ -375,5 +396,5 @@ def upscale(
             if progress is not None:
                 progress(1, 1)
         else:
-            sr = upscale_tiled(model, lr, tile, overlap, progress)
+            sr = upscale_tiled(model, lr, tile, overlap, progress, tile_workers)
     return join_image(sr[0].numpy(), parts)  # scaled in place: no full-size float copies

@@ -227,11 +227,20 @@ def test_a_missing_gpu_and_bad_tiling_are_usage_errors(photos, tmp_path, model_d
     assert _run(photos / "a.png", "-o", tmp_path / "out", "--model", model_dir, "--dtype", "int8") == 2
     assert "dtype='int8'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
-    for bad in (["--tile-overlap", "-1"], ["--tile", "0"], ["--tile", "huge"], ["--max-pixels", "0"]):
+    for bad in (["--tile-overlap", "-1"], ["--tile", "0"], ["--tile", "huge"], ["--max-pixels", "0"],
+                ["--tile-workers", "0"]):
         with pytest.raises(SystemExit) as exit_info:
             _run(photos / "a.png", "-o", tmp_path / "out", "--model", model_dir, *bad)
         assert exit_info.value.code == 2
         assert bad[1] in capsys.readouterr().err
+
+
+def test_tiles_in_workers_write_the_same_image(photos, tmp_path, model_dir):
+    for workers in ("1", "3"):
+        assert _run(photos / "a.png", "-o", tmp_path / workers, "--model", model_dir, "--tile", "8",
+                    "--tile-workers", workers) == 0
+    one, three = (np.asarray(Image.open(tmp_path / w / "a_x2.png"), dtype=np.int16) for w in ("1", "3"))
+    assert np.abs(one - three).max() <= 1  # ESPCN's tiles are exact: float rounding at most
 
 
 def test_an_unknown_model_is_a_one_line_usage_error(photos, tmp_path, capsys):

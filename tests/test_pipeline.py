@@ -319,6 +319,9 @@ def test_an_animated_image_gives_its_first_frame_with_a_warning(tmp_path, caplog
     ({"tile": "auto", "tile_overlap": -1}, "tile_overlap=-1 is invalid"),
     ({"tile_overlap": 2.5}, "tile_overlap=2.5 is invalid"),
     ({"tile": 16, "tile_overlap": 16}, "must be smaller than tile=16"),
+    ({"tile": 16, "tile_workers": 0}, "tile_workers=0 is invalid"),
+    ({"tile_workers": 1.5}, "tile_workers=1.5 is invalid"),
+    ({"tile_workers": True}, "tile_workers=True is invalid"),
 ])
 def test_tile_arguments_are_checked_before_any_work_whatever_the_image_size(espcn, kwargs, message):
     with pytest.raises(ValueError, match=message):
