@@ -42,12 +42,19 @@ from sr_models.metric_registry import BASELINE_PREFIX, PRIMARY, current_keys
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 JSON_FILE, PLOT_FILE = "training_curves.json", "psnr_vs_training_time.png"
 SHIPPED_JSON = "psnr_vs_training_time.json"
-#: The study's faces pair and the validation points of hat-faces' second stage (from its log).
+#: The study's faces pair, the equal-compute pair trained from scratch beside each other
+#: (their facts and final metrics, kept in the results), and the validation points of
+#: hat-faces' second stage (from its log).
+EQUAL_COMPUTE = SHIPPED_RESULTS / "equal_compute"
 DEFAULT_MODELS = [("espcn-faces", PROJECT_ROOT / "weights/espcn-faces-x4"),
-                  ("hat-faces", PROJECT_ROOT / "weights/hat-small-faces-x4")]
+                  ("hat-faces", PROJECT_ROOT / "weights/hat-small-faces-x4"),
+                  ("espcn, from scratch", EQUAL_COMPUTE / "espcn-scratch"),
+                  ("hat-small, from scratch", EQUAL_COMPUTE / "hat-scratch")]
 DEFAULT_HISTORIES = [("hat-faces", SHIPPED_RESULTS / "training_history_hat-faces-v3s1.json")]
 KEY = PRIMARY.key  # PSNR-Y
 HOUR = 3600.0
+#: The plot's right panel: the first hours, where the from-scratch runs are.
+ZOOM_HOURS = 1.0
 
 
 def _read_json(path: Path) -> dict | None:
@@ -216,14 +223,33 @@ def _sentence(first: dict, second: dict, verdict: str, a: dict | None, b: dict |
 
 
 def plot(records: list[dict], path: Path) -> None:
-    """PSNR-Y against cumulative hours: one line per model, large markers at stage ends
-    (hollow where the time is interpolated), bicubic dashed."""
+    """PSNR-Y against cumulative hours, all of it on the left and the first ZOOM_HOURS on
+    the right: one line per model, large markers at stage ends (hollow where the time is
+    interpolated), bicubic dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (whole, zoom) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [3, 2]})
+    _draw(whole, records)
+    _draw(zoom, records)
+    whole.set_title("held-out PSNR-Y against training time (squares: stage ends)", fontsize=10)
+    zoom.set_title(f"the first {ZOOM_HOURS:g} h", fontsize=10)
+    shown = [p["psnr"] for r in records for p in r["points"] if p["hours"] <= ZOOM_HOURS]
+    zoom.set_xlim(0, ZOOM_HOURS)
+    if shown:
+        zoom.set_ylim(min(shown) - 0.1, max(shown) + 0.1)
+    zoom.set_ylabel("")
+    zoom.set_xlabel("cumulative training time (h)")
+    whole.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _draw(ax, records: list[dict]) -> None:
+    """Every model's line and stage ends, and the bicubic lines, on one panel."""
     for record in records:
         points = record["points"]
         line, = ax.plot([p["hours"] for p in points], [p["psnr"] for p in points], marker="o", ms=3,
@@ -237,12 +263,7 @@ def plot(records: list[dict], path: Path) -> None:
         ax.axhline(value, color="grey", ls="--", lw=1, label=f"bicubic ({value:.2f} dB)")
     ax.set_xlabel("cumulative training time (h, wall clock; machines and loads differ)")
     ax.set_ylabel(f"{PRIMARY.header}, held-out ({records[0]['table']})")
-    ax.set_title("held-out PSNR-Y against training time (squares: stage ends)", fontsize=10)
     ax.set_xlim(left=0)  # the time before the first record is part of the story: nothing is recorded there
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> dict:

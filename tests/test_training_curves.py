@@ -127,3 +127,9 @@ def test_into_cards_puts_the_plot_in_each_saved_models_card_and_leaves_the_weigh
     assert "](training_curve.png)" in card and "](comparison.png)" in card
     assert not (slow / "training_curve.png").exists()  # a facts folder without a model is left alone
     assert f"{slow} holds no saved model" in capsys.readouterr().out
+
+
+def test_the_default_models_are_all_in_the_project_with_their_records():
+    for name, folder in tc.DEFAULT_MODELS:
+        facts = json.loads((folder / "training_facts.json").read_text())
+        assert facts.get("validation_history") or facts.get("stages") or facts.get("steps"), name  # something to plot
