@@ -35,7 +35,7 @@ MAX_TILE_PIXELS = 192 * 192
 #: tiled because of their size get the tiles of :func:`choose_tile` instead.
 TILE_SIZE = 128
 #: Tiles of one model run at once on the CPU, each on one thread (sr_models.tile_pool), at
-#: most as many as torch's threads: HAT 1.18x faster on 2 cores. A request then holds two
+#: most as many as torch's threads: HAT up to 1.16x faster on 2 cores. A request then holds two
 #: tile passes at once (bf16 ones, where the app runs bf16, are smaller than float32's).
 TILE_WORKERS = 2
 #: Largest padded model input, in pixels: its x4 outputs are 16.8 MP each.

@@ -1,5 +1,6 @@
 """benchmarks.app_timing's emulated "before" path and benchmarks.metrics_speed's baseline
-filter: what they swap in is what they say, and it is put back."""
+filter: what they swap in is what they say, and it is put back; the speed scripts of the
+app's path (png_speed, tile_workers) run and print their figures."""
 
 from __future__ import annotations
 
@@ -41,3 +42,13 @@ def test_runs_are_interleaved_after_a_warm_up_and_before_shows_nothing_until_the
     assert calls == ["now", "before"] * 3
     assert result["now"] == ([1.0, 2.0, 5.0], {"Bicubic": 0.1, "HAT": 3.0})
     assert result["before"][0] == [5.0, 5.0, 5.0]
+
+
+def test_png_speed_and_tile_workers_print_their_figures(capsys):
+    from benchmarks import png_speed, tile_workers
+
+    png_speed.main(["--side", "40", "--repeats", "1"])
+    tile_workers.main(["--model", "espcn-faces", "--size", "48", "--repeats", "1", "--workers", "2"])
+    out = capsys.readouterr().out
+    assert "png_writer" in out and "PIL, level 1" in out
+    assert "tile_workers=2:" in out and "max difference 0 levels" in out
