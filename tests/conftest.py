@@ -1,8 +1,11 @@
 """Shared fixtures and test doubles: seeded RNG, the official tiny-HAT reference data, a
 recording stand-in for the Hub API."""
 
+import contextlib
 import gzip
 import json
+import tempfile
+import types
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,19 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@contextlib.contextmanager
+def gradio_client_scratch(folder: Path):
+    """gradio_client downloads every result through a new folder under
+    tempfile.gettempdir() and leaves it there, empty: while this is open, the client's own
+    tempfile (not the app's under test) puts those folders in ``folder``."""
+    from gradio_client import client
+
+    scratch = types.SimpleNamespace(gettempdir=lambda: str(folder), TemporaryDirectory=tempfile.TemporaryDirectory)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(client, "tempfile", scratch)
+        yield
 
 
 def load_reference(scale: int) -> dict:

@@ -14,17 +14,19 @@ from sr_models import upscale
 from sr_models.metrics import degrade, psnr
 from test_app import ONE_LEVEL, PSNR_SHOWN, _max_level_difference, app_module, model, png_header_only  # noqa: F401
 from test_app import cmyk, photo, saved_models  # noqa: F401 -- fixtures
+from conftest import gradio_client_scratch
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def client(app_module):
+def client(app_module, tmp_path_factory):
     from gradio_client import Client
 
     app_module.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
                            **app_module.server_options())
-    yield Client(app_module.demo.local_url, verbose=False)
+    with gradio_client_scratch(tmp_path_factory.mktemp("gradio-client")):
+        yield Client(app_module.demo.local_url, verbose=False)
     app_module.demo.close()
 
 

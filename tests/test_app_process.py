@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import gradio_client_scratch
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_START_TIMEOUT_S = 180
 #: Docker gives a container 10 s between SIGTERM and SIGKILL.
@@ -86,7 +88,7 @@ def test_the_log_says_where_the_app_serves_and_refusals_in_one_line_each(served,
     assert "share=True" not in log.read_text()  # Gradio's hint, in words this command does not take
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("not an image")
-    with pytest.raises(Exception, match="not a readable image"):
+    with pytest.raises(Exception, match="not a readable image"), gradio_client_scratch(tmp_path):
         Client(url, verbose=False).predict(handle_file(str(not_an_image)), "Clean downscale", "Upscale",
                                            api_name="/compare")
     text = log.read_text()
@@ -100,7 +102,8 @@ def test_sigterm_removes_the_apps_files_as_ctrl_c_does(served, tmp_path):
     server, url, tmp, cache = served
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 28, 3), dtype=np.uint8)).save(photo)
-    Client(url, verbose=False).predict(handle_file(str(photo)), "Clean downscale", "Upscale", api_name="/compare")
+    with gradio_client_scratch(tmp_path):
+        Client(url, verbose=False).predict(handle_file(str(photo)), "Clean downscale", "Upscale", api_name="/compare")
     assert list(tmp.glob("sr-models-app-*")) and list(cache.rglob("photo.png"))  # the request left files
 
     server.send_signal(signal.SIGTERM)
