@@ -18,13 +18,15 @@ def facts_of(out: Path) -> dict:
     return json.loads((out / "training_facts.json").read_text())
 
 
-def test_every_validation_is_recorded_with_increasing_seconds(images, tmp_path, make_trainer):  # noqa: F811
+def test_every_validation_is_recorded_with_its_training_seconds(images, tmp_path, make_trainer):  # noqa: F811
     out = run_in_process(make_trainer, images, tmp_path / "out", "--max_train_steps", "3")
     facts = facts_of(out)
     history = facts["validation_history"]
     assert [entry["step"] for entry in history] == [1, 2, 3]  # --validation_steps 1
     seconds = [entry["wall_time_s"] for entry in history]
-    assert 0 < seconds[0] < seconds[1] < seconds[2] <= facts["wall_time_s"]
+    # Rounded to 0.01 s as recorded, a tiny model's steps may take the same hundredth (or none
+    # on a fast CPU): the seconds never go back, and never pass the run's own.
+    assert 0 <= seconds[0] <= seconds[1] <= seconds[2] <= facts["wall_time_s"]
     metrics = json.loads((out / "metrics.json").read_text())
     for key in metric_registry.KEYS:
         assert history[-1][key] == pytest.approx(metrics[key], abs=1e-9)  # the last validation is the final one
