@@ -66,15 +66,14 @@ def upload(side: int, folder: Path) -> str:
     return str(path)
 
 
-def time_run(path: str, kind: str, mode: str) -> tuple[list[str], list[float], dict[str, float]]:
-    """([status after each yield], [seconds from the call to each yield], {method: its own seconds})."""
+def time_run(path: str, kind: str, mode: str) -> tuple[list[float], dict[str, float]]:
+    """([seconds from the call to each yield], {method: its own seconds})."""
     from sr_models.app_run import compare
 
-    statuses, times, start = [], [], time.perf_counter()
-    for _, table, _, _, status in compare(path, kind, mode):
+    times, start = [], time.perf_counter()
+    for _, table, _, _, _ in compare(path, kind, mode):
         times.append(time.perf_counter() - start)
-        statuses.append(status)
-    return statuses, times, {row[0]: row[1] for row in table["data"]}
+    return times, {row[0]: row[1] for row in table["data"]}
 
 
 @contextlib.contextmanager
@@ -109,7 +108,7 @@ def median_runs(path: str, kind: str, mode: str, repeats: int, variants: list[st
     for repeat in range(repeats + 1):
         for name in variants:
             with VARIANTS[name]():
-                statuses, times, methods = time_run(path, kind, mode)
+                times, methods = time_run(path, kind, mode)
             if name == "before":
                 times = [times[-1]] * len(times)
             if repeat:

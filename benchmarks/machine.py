@@ -26,6 +26,8 @@ def cpu_capability() -> str:
     """The SIMD level torch's CPU kernels use and whether oneDNN has native bf16 (avx512_bf16
     or AMX): without it bf16 convolutions fall back to slow reference kernels, so bf16
     training is only worth measuring where this says yes (docs/performance.md)."""
-    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    from sr_models.app_precision import native_bf16
+
+    native = native_bf16()
     return (f"CPU capability {torch.backends.cpu.get_cpu_capability()}, "
             f"native bf16 (oneDNN): {'yes' if native else 'no'}")

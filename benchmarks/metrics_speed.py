@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from sr_models import metrics
 from sr_models.protocol import bicubic_upscale, degrade
 
 from .machine import describe
+from .timing import interleaved, median_ratio
 
 PHOTO = Path(__file__).resolve().parent.parent / "examples" / "astronaut.png"
 SCORES = {"PSNR-Y": metrics.psnr, "SSIM-Y": metrics.ssim, "MS-SSIM-Y": metrics.ms_ssim}
@@ -47,10 +47,13 @@ def pair(side: int) -> tuple[Image.Image, Image.Image]:
     return bicubic_upscale(degrade(hr, 4), 4), hr
 
 
-def score_all(sr, hr) -> tuple[float, dict[str, float]]:
-    start = time.perf_counter()
-    values = {name: fn(sr, hr, 4) for name, fn in SCORES.items()}
-    return time.perf_counter() - start, values
+def score_with(filter_name: str, sr, hr) -> dict[str, float]:
+    """Every metric of the pair, SSIM's filter being ``FILTERS[filter_name]`` meanwhile."""
+    metrics.gaussian_filter_valid = FILTERS[filter_name]
+    try:
+        return {name: fn(sr, hr, 4) for name, fn in SCORES.items()}
+    finally:
+        metrics.gaussian_filter_valid = FILTERS["shifted sums"]
 
 
 def main(argv=None) -> None:
@@ -60,21 +63,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     print(describe())
     sr, hr = pair(args.side)
-    seconds = {name: [] for name in FILTERS}
-    values = {}
-    for _ in range(args.repeats + 1):  # the first round warms up
-        for name, filter_fn in FILTERS.items():
-            metrics.gaussian_filter_valid = filter_fn
-            try:
-                elapsed, values[name] = score_all(sr, hr)
-            finally:
-                metrics.gaussian_filter_valid = FILTERS["shifted sums"]
-            seconds[name].append(elapsed)
-    medians = {name: statistics.median(times[1:]) for name, times in seconds.items()}
+    runs = {name: (lambda name=name: score_with(name, sr, hr)) for name in FILTERS}
+    values = {name: run() for name, run in runs.items()}  # the warm-up
+    seconds = interleaved(runs, args.repeats)
     print(f"PSNR-Y + SSIM-Y + MS-SSIM-Y of a {args.side}x{args.side} pair, float64, median of {args.repeats}:")
-    for name, median in medians.items():
-        print(f"  {name:<13} {median:6.3f} s   {values[name]}")
-    print(f"  speed-up: {medians['conv2d'] / medians['shifted sums']:.2f}x")
+    for name in FILTERS:
+        print(f"  {name:<13} {statistics.median(seconds[name]):6.3f} s   {values[name]}")
+    print(f"  speed-up: {median_ratio(seconds['conv2d'], seconds['shifted sums']):.2f}x")
     diff = max(abs(values["shifted sums"][k] - values["conv2d"][k]) for k in SCORES)
     print(f"  largest difference between the two scores: {diff:.1e}")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from PIL import Image
 from sr_models.png_writer import COMPRESS_LEVEL, encode_rgb
 
 from .machine import describe
+from .timing import interleaved, median_ratio
 
 PHOTO = Path(__file__).resolve().parent.parent / "examples" / "astronaut.png"
 
@@ -45,18 +45,12 @@ def main(argv=None) -> None:
     files = {name: write() for name, write in writers.items()}
     with Image.open(io.BytesIO(files["png_writer"])) as back:
         assert np.array_equal(np.asarray(back), pixels), "png_writer's file does not read back exactly"
-    seconds: dict[str, list[float]] = {name: [] for name in writers}
-    for _ in range(args.repeats):
-        for name, write in writers.items():
-            start = time.perf_counter()
-            write()
-            seconds[name].append(time.perf_counter() - start)
+    seconds = interleaved(writers, args.repeats)
     print(describe())
     print(f"{args.side}x{args.side} RGB photo, median of {args.repeats}")
     for name in writers:
-        ratio = statistics.median(a / b for a, b in zip(seconds["PIL, level 1"], seconds[name]))
-        print(f"  {name:14s} {statistics.median(seconds[name]) * 1e3:7.0f} ms  x{ratio:.2f}  "
-              f"{len(files[name]) / 1e6:5.2f} MB")
+        print(f"  {name:14s} {statistics.median(seconds[name]) * 1e3:7.0f} ms  "
+              f"x{median_ratio(seconds['PIL, level 1'], seconds[name]):.2f}  {len(files[name]) / 1e6:5.2f} MB")
 
 
 if __name__ == "__main__":

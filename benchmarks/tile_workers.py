@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from sr_models import load_model, upscale
@@ -29,6 +27,7 @@ from sr_models.app_limits import choose_tile
 from sr_models.app_precision import BF16_ARCHITECTURES, native_bf16
 
 from .machine import describe
+from .timing import interleaved, median_ratio
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,22 +49,18 @@ def main(argv=None) -> None:
     photo = Image.open(ROOT / "examples" / "astronaut.png").convert("RGB").resize((args.size, args.size),
                                                                                Image.Resampling.BICUBIC)
     tile = choose_tile(photo.size, model.pad_multiple, model.tile_overlap)
-    settings = [1, *args.workers]
-    run = {w: (lambda w=w: upscale(model, photo, tile=tile, tile_workers=w, dtype=dtype)) for w in settings}
-    outputs = {w: np.asarray(run[w](), dtype=np.int16) for w in settings}  # the warm-up
-    seconds: dict[int, list[float]] = {w: [] for w in settings}
-    for _ in range(args.repeats):
-        for w in settings:
-            start = time.perf_counter()
-            run[w]()
-            seconds[w].append(time.perf_counter() - start)
+    settings = {f"tile_workers={w}": w for w in [1, *args.workers]}
+    run = {name: (lambda w=w: upscale(model, photo, tile=tile, tile_workers=w, dtype=dtype))
+           for name, w in settings.items()}
+    outputs = {name: np.asarray(call(), dtype=np.int16) for name, call in run.items()}  # the warm-up
+    seconds = interleaved(run, args.repeats)
     print(describe())
     print(f"{args.model}, LR {args.size}x{args.size} in {tile}-px tiles, {dtype or 'float32'}, "
           f"median of {args.repeats}")
-    for w in settings:
-        ratio = statistics.median(a / b for a, b in zip(seconds[1], seconds[w]))
-        diff = int(np.abs(outputs[w] - outputs[1]).max())
-        print(f"  tile_workers={w}: {statistics.median(seconds[w]):6.2f} s  x{ratio:.2f}  "
+    base = next(iter(settings))
+    for name in settings:
+        diff = int(np.abs(outputs[name] - outputs[base]).max())
+        print(f"  {name}: {statistics.median(seconds[name]):6.2f} s  x{median_ratio(seconds[base], seconds[name]):.2f}  "
               f"max difference {diff} levels")
 
 

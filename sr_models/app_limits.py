@@ -36,13 +36,14 @@ MAX_TILE_PIXELS = 192 * 192
 TILE_SIZE = 128
 #: Tiles of one model run at once on the CPU, each on one thread (sr_models.tile_pool), at
 #: most as many as torch's threads: HAT up to 1.16x faster on 2 cores. A request then holds two
-#: tile passes at once (bf16 ones, where the app runs bf16, are smaller than float32's).
+#: tile passes at once: two Upscale 1024x1024 requests at once peak at ~2.0 GB (docs/app.md).
 TILE_WORKERS = 2
 #: Largest padded model input, in pixels: its x4 outputs are 16.8 MP each.
 MAX_INPUT_PIXELS = 1024 * 1024
 #: Largest upload in Benchmark mode (the original, HR), in pixels: the realistic
 #: degradation of a 4.2 MP image peaks at ~0.4 GB (benchmarks/app_memory.py).
 MAX_BENCHMARK_PIXELS = 2048 * 2048
+
 
 def padded_size(size: tuple[int, int], multiple: int) -> tuple[int, int]:
     """(width, height) rounded up to multiples of ``multiple``, as the pipeline pads them."""

@@ -23,6 +23,7 @@ from torch import nn
 from .image_io import (DEFAULT_MAX_PIXELS, ImageInputError, check_image_size, join_image, load_image,
                        split_image, warn_if_animated)
 from .tile_pool import in_callers_modes, map_in_order, single_threaded_pool
+from .validation import is_int
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +234,8 @@ def _tile_outputs(run, boxes: list, workers: int, device: torch.device):
 
 
 def check_tile_workers(workers: int) -> None:
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    """``tile_workers`` as :func:`upscale` takes it: an integer >= 1."""
+    if not is_int(workers) or workers < 1:
         raise ValueError(f"tile_workers={workers!r} is invalid: expected an integer >= 1")
 
 

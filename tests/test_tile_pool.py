@@ -7,25 +7,13 @@ import threading
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from sr_models import ESPCN, HAT, upscale
+from sr_models import ESPCN, upscale
 from sr_models.pipeline import upscale_tiled
 from sr_models.tile_pool import map_in_order, single_threaded_pool
 
-from conftest import load_reference
-
-
-@pytest.fixture(scope="module")
-def hat_x4():
-    ref = load_reference(4)
-    model = HAT(**ref["config"]).eval()
-    model.load_state_dict(ref["weights"])
-    return model
-
-
-def _photo(w, h, seed=0):
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8))
+# The reference HAT x4 and the seeded photos of the pipeline's tests.
+from test_pipeline import _photo, hat_x4  # noqa: F401 -- hat_x4 is a fixture
 
 
 def test_tiles_in_workers_give_the_tiles_one_after_the_other(hat_x4):
