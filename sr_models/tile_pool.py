@@ -3,8 +3,9 @@
 On a CPU, one tile's forward pass split across cores (torch's intra-op threads) leaves
 cores waiting in its many small operations (a softmax over 8x8 windows, a layer norm over
 48 channels, the Python between them); two tiles at once, each on one core, keep both
-busy. HAT-small x4, bf16 autocast, 2 cores: four 184-px tiles 1.18x faster than one after
-the other on 2 threads; nine (the app's 512x512 case) 0.98-1.16x (docs/performance.md, section 9).
+busy. HAT-small x4, bf16 autocast, 2 cores, against the same tiles one after the other on
+2 threads: nine 184-px tiles (the app's 512x512 case) 0.98-1.16x faster, four 1.08x, on a
+noisy shared machine (docs/performance.md, section 9).
 
 Torch reads its intra-op thread count once per thread, from a process-wide default, the
 first time that thread asks for it. A worker therefore sets the default to 1 and takes it
